@@ -1,0 +1,65 @@
+# TrainWatch. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PORT ?= 8000
+DATABASE_URL ?= postgres://trainwatch:trainwatch@127.0.0.1:5432/trainwatch
+CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
+export PORT DATABASE_URL CELERY_BROKER_URL
+
+PYTHON_BIN ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) backend/manage.py
+WEB_WORKERS ?= 3
+CELERY := cd backend && ../$(VENV)/bin/celery -A trainwatch
+
+.PHONY: help
+help: ## Show this list
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON_BIN) >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q python3 python3-venv; }
+	@command -v $(PYTHON_BIN) >/dev/null && py=$(PYTHON_BIN) || py=python3; \
+		[ -x $(PY) ] || $$py -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Python packages into .venv (pinned)
+
+.PHONY: services
+services: ## TimescaleDB and Redis up and reachable (installs what is missing)
+	@scripts/services.sh
+
+.PHONY: migrate
+migrate: venv services ## Apply database migrations
+	$(MANAGE) migrate --no-input
+
+.PHONY: web
+web: venv ## The web app: gunicorn on 127.0.0.1:$(PORT)
+	cd backend && exec ../$(VENV)/bin/gunicorn trainwatch.wsgi --bind 127.0.0.1:$(PORT) \
+		--workers $(WEB_WORKERS) --access-logfile - --timeout 30
+
+.PHONY: worker
+worker: venv ## The Celery worker (classification, tiers, retention)
+	$(CELERY) worker --loglevel INFO
+
+.PHONY: beat
+beat: venv ## Celery beat (sweeper, tier refresh, retention schedule)
+	$(CELERY) beat --loglevel INFO --schedule /tmp/trainwatch-celerybeat-schedule
+
+.PHONY: test
+test: venv services ## Install what is needed, then run the whole test suite
+	$(VENV)/bin/pytest
+
+.PHONY: lint
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check backend tests bench
+	$(VENV)/bin/ruff format --check backend tests bench
+
+.PHONY: bench-ingest
+bench-ingest: venv services ## Ingest throughput over HTTP vs COPY into the hypertables
+	$(PY) bench/ingest.py

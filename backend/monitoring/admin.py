@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import MonitoredServer
+
+
+@admin.register(MonitoredServer)
+class MonitoredServerAdmin(admin.ModelAdmin):
+    # The token hash is never shown; tokens are issued with `manage.py register_server`.
+    list_display = ("slug", "name", "hostname", "is_active", "last_seen_at", "last_agent_version", "snapshot_count")
+    list_filter = ("is_active",)
+    search_fields = ("slug", "name", "hostname")
+    readonly_fields = (
+        "last_seen_at",
+        "last_agent_version",
+        "agent_platform",
+        "agent_python",
+        "agent_labels",
+        "snapshot_count",
+        "latest_snapshot_at",
+        "token_created_at",
+        "created_at",
+    )
+    fields = ("slug", "name", "hostname", "description", "is_active", *readonly_fields)
+    actions = ("disable", "enable")
+
+    @admin.action(description="Disable: refuse their samples")
+    def disable(self, request, queryset):
+        queryset.update(is_active=False)
+
+    @admin.action(description="Enable: accept their samples")
+    def enable(self, request, queryset):
+        queryset.update(is_active=True)

@@ -1,0 +1,128 @@
+"""Runs the pure classifier over a server's unclassified snapshots and stores the result."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+
+from .bottleneck import DEFAULT_THRESHOLDS, RULES_VERSION, GpuReading, Reading, classify
+
+BATCH_SIZE = 2000
+# Namespace for pg_advisory_xact_lock(namespace, server_id): one classifier per server at a time.
+LOCK_NAMESPACE = 7301
+
+PENDING_SQL = """
+SELECT min(collected_at), max(collected_at), count(*) FROM (
+    SELECT collected_at FROM monitoring_snapshot
+    WHERE server_id = %s AND bottleneck_label IS NULL
+    ORDER BY collected_at LIMIT %s
+) pending
+"""
+SNAPSHOTS_SQL = """
+SELECT collected_at, bottleneck_label IS NULL, cpu_usage_percent, cpu_iowait_percent,
+       memory_percent, swap_percent, disk_util_percent
+FROM monitoring_snapshot
+WHERE server_id = %s AND collected_at BETWEEN %s AND %s
+ORDER BY collected_at
+"""
+GPUS_SQL = """
+SELECT collected_at, gpu_index, utilization_gpu_percent, memory_percent, temperature_c,
+       power_w, power_limit_w, throttle_reasons, processes
+FROM monitoring_gpusample
+WHERE server_id = %s AND collected_at BETWEEN %s AND %s
+ORDER BY collected_at, gpu_index
+"""
+UPDATE_SQL = """
+UPDATE monitoring_snapshot AS s SET
+    bottleneck_label = v.label, bottleneck_confidence = v.confidence,
+    bottleneck_reason = v.reason, bottleneck_rules_version = %s
+FROM (VALUES {values}) AS v (at, label, confidence, reason)
+WHERE s.server_id = %s AND s.collected_at = v.at AND s.collected_at BETWEEN %s AND %s
+"""
+
+
+def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int, bool]:
+    """Classify up to batch_size unclassified snapshots, oldest first.
+
+    Returns (how many were classified, whether more are waiting).
+    """
+    lookback = timedelta(seconds=DEFAULT_THRESHOLDS.idle_held_seconds + DEFAULT_THRESHOLDS.smooth_seconds)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, server_id])
+        cursor.execute(PENDING_SQL, [server_id, batch_size])
+        first, last, count = cursor.fetchone()
+        if not count:
+            return 0, False
+        start = first - lookback
+        cursor.execute(SNAPSHOTS_SQL, [server_id, start, last])
+        snapshots = cursor.fetchall()
+        cursor.execute(GPUS_SQL, [server_id, start, last])
+        gpus = _gpu_readings(cursor.fetchall())
+        results = _classify_rows(snapshots, gpus, lookback)
+        if results:
+            values = ", ".join(["(%s::timestamptz, %s, %s::float8, %s)"] * len(results))
+            flat = [v for row in results for v in row]
+            cursor.execute(UPDATE_SQL.format(values=values), [RULES_VERSION, *flat, server_id, first, last])
+    return len(results), count >= batch_size
+
+
+def _gpu_readings(rows) -> dict[datetime, list[GpuReading]]:
+    by_time: dict[datetime, list[GpuReading]] = defaultdict(list)
+    for at, index, util, memory, temperature, power, limit, reasons, processes in rows:
+        # Django hands jsonb columns of raw queries back as text.
+        reasons, processes = _json(reasons) or (), _json(processes) or ()
+        names = tuple(sorted({p.get("name") for p in processes if p.get("name")}))
+        by_time[at].append(
+            GpuReading(
+                gpu_index=index,
+                util=util,
+                memory_percent=memory,
+                temperature_c=temperature,
+                power_w=power,
+                power_limit_w=limit,
+                throttle_reasons=tuple(reasons),
+                process_names=names,
+            )
+        )
+    return by_time
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _classify_rows(snapshots, gpus, lookback: timedelta) -> list[tuple]:
+    readings: list[Reading] = []
+    results = []
+    window_start = 0
+    for at, pending, cpu, iowait, memory, swap, disk in snapshots:
+        reading = Reading(
+            at=at.timestamp(),
+            cpu_usage=cpu,
+            cpu_iowait=iowait,
+            memory_percent=memory,
+            swap_percent=swap,
+            disk_util=disk,
+            gpus=tuple(gpus.get(at, ())),
+        )
+        readings.append(reading)
+        while readings[window_start].at < reading.at - lookback.total_seconds():
+            window_start += 1
+        if pending:
+            verdict = classify(readings[window_start:])
+            results.append((at, verdict.label, verdict.confidence, verdict.reason))
+    return results
+
+
+def servers_with_stale_pending(grace_seconds: int) -> list[int]:
+    """Servers holding snapshots that should have been classified by now."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT server_id FROM monitoring_snapshot "
+            "WHERE bottleneck_label IS NULL AND received_at < clock_timestamp() - make_interval(secs => %s)",
+            [grace_seconds],
+        )
+        return [row[0] for row in cursor.fetchall()]

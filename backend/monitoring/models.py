@@ -1,0 +1,209 @@
+"""Monitored servers and the samples their agents send.
+
+Snapshots, GPU samples and disk samples are TimescaleDB hypertables partitioned on
+`collected_at` (django-timescaledb drops Django's primary key for them). A unique
+index on (server, collected_at[, device]) makes a resent sample a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.db import models
+from django.utils import timezone
+from timescale.db.models.fields import TimescaleDateTimeField
+
+TOKEN_PREFIX = "tw_"
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a plain SHA-256 is as strong as a slow hash here.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class MonitoredServer(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    token_hash = models.CharField(max_length=64, editable=False, default="")
+    token_created_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    # What the agent last told us about itself.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_agent_version = models.CharField(max_length=64, blank=True, default="")
+    agent_platform = models.CharField(max_length=255, blank=True, default="")
+    agent_python = models.CharField(max_length=64, blank=True, default="")
+    agent_labels = models.JSONField(default=dict, blank=True)
+
+    # Kept by ingest and corrected by retention, so that listing servers never
+    # counts rows in a hypertable.
+    snapshot_count = models.BigIntegerField(default=0, editable=False)
+    latest_snapshot_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def set_new_token(self) -> str:
+        """Store the hash of a fresh token and return the plaintext (shown once)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.token_created_at = timezone.now()
+        return token
+
+    def check_token(self, token: str) -> bool:
+        if not self.token_hash or not token:
+            return False
+        return hmac.compare_digest(self.token_hash, hash_token(token))
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "name": self.name,
+            "hostname": self.hostname,
+            "description": self.description,
+            "is_active": self.is_active,
+            "last_seen_at": _iso(self.last_seen_at),
+            "last_agent_version": self.last_agent_version,
+            "snapshot_count": self.snapshot_count,
+            "latest_snapshot_at": _iso(self.latest_snapshot_at),
+        }
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def _server_fk():
+    # The database enforces the link (ON DELETE CASCADE, added in a migration);
+    # Django must not try to cascade through millions of hypertable rows itself.
+    return models.ForeignKey(
+        MonitoredServer, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+
+
+class Snapshot(models.Model):
+    """One sample of a host: every host field, derived rates, and the bottleneck."""
+
+    server = _server_fk()
+    collected_at = TimescaleDateTimeField(interval="1 day")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    cpu_usage_percent = models.FloatField(null=True)
+    cpu_user_percent = models.FloatField(null=True)
+    cpu_system_percent = models.FloatField(null=True)
+    cpu_iowait_percent = models.FloatField(null=True)
+    cpu_load_1 = models.FloatField(null=True)
+    cpu_load_5 = models.FloatField(null=True)
+    cpu_load_15 = models.FloatField(null=True)
+    cpu_frequency_mhz = models.FloatField(null=True)
+    cpu_count_logical = models.IntegerField(null=True)
+    cpu_count_physical = models.IntegerField(null=True)
+
+    memory_total_bytes = models.BigIntegerField(null=True)
+    memory_used_bytes = models.BigIntegerField(null=True)
+    memory_available_bytes = models.BigIntegerField(null=True)
+    memory_percent = models.FloatField(null=True)
+    swap_total_bytes = models.BigIntegerField(null=True)
+    swap_used_bytes = models.BigIntegerField(null=True)
+    swap_percent = models.FloatField(null=True)
+
+    network_rx_bytes_total = models.BigIntegerField(null=True)
+    network_tx_bytes_total = models.BigIntegerField(null=True)
+    network_rx_bps = models.FloatField(null=True)
+    network_tx_bps = models.FloatField(null=True)
+    process_count = models.IntegerField(null=True)
+
+    # Derived at ingest from the previous sample's disk counters.
+    disk_read_bps = models.FloatField(null=True)
+    disk_write_bps = models.FloatField(null=True)
+    disk_util_percent = models.FloatField(null=True)
+
+    gpu_count = models.SmallIntegerField(default=0)
+    gpu_top_util_percent = models.FloatField(null=True)
+
+    # Filled by the classifier; a null label means "not classified yet".
+    bottleneck_label = models.CharField(max_length=32, null=True)
+    bottleneck_confidence = models.FloatField(null=True)
+    bottleneck_reason = models.TextField(null=True)
+    bottleneck_rules_version = models.SmallIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server", "collected_at"], name="snapshot_server_time_uniq"),
+        ]
+        indexes = [
+            # Lets the classifier find its work without scanning classified rows.
+            models.Index(
+                fields=["server", "collected_at"],
+                name="snapshot_unclassified_idx",
+                condition=models.Q(bottleneck_label__isnull=True),
+            ),
+        ]
+
+
+class GpuSample(models.Model):
+    """One GPU of one sample. Fields beyond the contract's are the agent's extras."""
+
+    server = _server_fk()
+    collected_at = TimescaleDateTimeField(interval="1 day")
+    gpu_index = models.SmallIntegerField()
+    name = models.CharField(max_length=200, null=True)
+    uuid = models.CharField(max_length=100, null=True)
+    utilization_gpu_percent = models.FloatField(null=True)
+    utilization_memory_percent = models.FloatField(null=True)
+    memory_total_bytes = models.BigIntegerField(null=True)
+    memory_used_bytes = models.BigIntegerField(null=True)
+    memory_percent = models.FloatField(null=True)
+    temperature_c = models.FloatField(null=True)
+    power_w = models.FloatField(null=True)
+    power_limit_w = models.FloatField(null=True)
+    fan_percent = models.FloatField(null=True)
+    sm_clock_mhz = models.FloatField(null=True)
+    sm_clock_max_mhz = models.FloatField(null=True)
+    memory_clock_mhz = models.FloatField(null=True)
+    memory_clock_max_mhz = models.FloatField(null=True)
+    throttle_reasons = models.JSONField(null=True)
+    ecc_errors_corrected = models.BigIntegerField(null=True)
+    ecc_errors_uncorrected = models.BigIntegerField(null=True)
+    processes = models.JSONField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "collected_at", "gpu_index"], name="gpusample_server_time_gpu_uniq"
+            ),
+        ]
+
+
+class DiskSample(models.Model):
+    """One whole disk of one sample: the agent's counters and the rates derived from them."""
+
+    server = _server_fk()
+    collected_at = TimescaleDateTimeField(interval="1 day")
+    device = models.CharField(max_length=64)
+    read_bytes_total = models.BigIntegerField(null=True)
+    write_bytes_total = models.BigIntegerField(null=True)
+    read_count_total = models.BigIntegerField(null=True)
+    write_count_total = models.BigIntegerField(null=True)
+    busy_time_ms_total = models.BigIntegerField(null=True)
+    read_bps = models.FloatField(null=True)
+    write_bps = models.FloatField(null=True)
+    read_iops = models.FloatField(null=True)
+    write_iops = models.FloatField(null=True)
+    util_percent = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "collected_at", "device"], name="disksample_server_time_device_uniq"
+            ),
+        ]

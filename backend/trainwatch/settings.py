@@ -1,0 +1,129 @@
+"""TrainWatch settings. Everything a deployment changes comes from the environment
+(see the configuration table in README.md); the readers in env.py refuse bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .env import (
+    broker_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = BASE_DIR.parent
+
+# Only for local use: production sets DJANGO_SECRET_KEY (`manage.py check --deploy` says so).
+INSECURE_DEFAULT_SECRET_KEY = "django-insecure-trainwatch-local-development-only"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", INSECURE_DEFAULT_SECRET_KEY)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "trainwatch.urls"
+WSGI_APPLICATION = "trainwatch.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_url("DATABASE_URL", "postgres://trainwatch:trainwatch@127.0.0.1:5432/trainwatch")}
+# Keep connections between requests; gunicorn's sync workers serve one request at a time.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", "5")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+}
+
+# --- Celery ------------------------------------------------------------------
+# The broker carries only "classify this server" nudges and beat ticks; losing one
+# is harmless because the sweeper finds unclassified snapshots in the database.
+CELERY_BROKER_URL = broker_url("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_TASK_ACKS_LATE = True
+# Tasks are idempotent, so one cut off by a lost broker connection is simply redelivered.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Ingest must answer quickly even with the broker gone: fail fast, never block.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-unclassified": {
+        "task": "monitoring.tasks.sweep_unclassified",
+        "schedule": float(env_int("MONITORING_SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
+    },
+}
+
+# --- TrainWatch ----------------------------------------------------------------
+# Largest ingest body accepted; bigger ones get 413.
+MONITORING_INGEST_MAX_BODY_BYTES = env_int("MONITORING_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Counters become rates only against a previous sample at most this old.
+MONITORING_RATE_MAX_GAP_SECONDS = env_int("MONITORING_RATE_MAX_GAP_SECONDS", 300, minimum=1)
+# A sample stamped further than this in the future is refused (a node's clock is off).
+MONITORING_FUTURE_TOLERANCE_SECONDS = env_int("MONITORING_FUTURE_TOLERANCE_SECONDS", 600, minimum=0)
+# The classifier looks at this many seconds of samples to smooth flapping.
+MONITORING_CLASSIFY_WINDOW_SECONDS = env_int("MONITORING_CLASSIFY_WINDOW_SECONDS", 30, minimum=0)
+# Snapshots left unclassified this long are picked up by the sweeper.
+MONITORING_SWEEP_GRACE_SECONDS = env_int("MONITORING_SWEEP_GRACE_SECONDS", 10, minimum=0)
+# Retry-After sent with 503 while the database is unreachable.
+MONITORING_RETRY_AFTER_SECONDS = env_int("MONITORING_RETRY_AFTER_SECONDS", 5, minimum=1)
+# Redis key prefix for "classification pending" markers (one per server).
+MONITORING_REDIS_PREFIX = env_str("MONITORING_REDIS_PREFIX", "trainwatch")

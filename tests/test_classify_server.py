@@ -1,0 +1,139 @@
+"""classify_server and the sweeper, called directly; the once-per-server queueing through real Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+from django.conf import settings
+
+from monitoring import queue
+from monitoring.bottleneck import RULES_VERSION
+from monitoring.classification import classify_pending
+from monitoring.models import Snapshot
+from monitoring.tasks import classify_server, sweep_unclassified
+from tests import samples
+from tests.samples import utc
+
+pytestmark = pytest.mark.django_db
+
+T0 = utc(2026, 2, 26, 2, 0, 0)
+
+
+@pytest.fixture
+def broker():
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+def queued(broker) -> int:
+    return broker.llen("celery")
+
+
+def send_series(ingest, node, count, start=T0, **fields):
+    for i in range(count):
+        response = ingest.send(node, samples.body(start + timedelta(seconds=2 * i), step=i, **fields))
+        assert response.status_code == 200
+
+
+def test_it_classifies_every_pending_snapshot(ingest, box):
+    send_series(ingest, box, 10)
+    assert classify_server(box.server.id) == 10
+    rows = list(
+        Snapshot.objects.values_list(
+            "bottleneck_label", "bottleneck_confidence", "bottleneck_rules_version", "bottleneck_reason"
+        )
+    )
+    assert {r[0] for r in rows} == {"gpu-bound"}
+    assert all(0 < r[1] <= 1 and r[2] == RULES_VERSION and "GPU 98%" in r[3] for r in rows)
+
+
+def test_it_only_touches_its_own_server(ingest, box, other_box):
+    send_series(ingest, box, 3)
+    send_series(ingest, other_box, 3)
+    classify_server(box.server.id)
+    assert Snapshot.objects.filter(server=other_box.server, bottleneck_label__isnull=True).count() == 3
+
+
+def test_running_it_twice_changes_nothing(ingest, box):
+    send_series(ingest, box, 5)
+    classify_server(box.server.id)
+    before = list(Snapshot.objects.order_by("collected_at").values_list("bottleneck_label", "bottleneck_reason"))
+    assert classify_server(box.server.id) == 0
+    after = list(Snapshot.objects.order_by("collected_at").values_list("bottleneck_label", "bottleneck_reason"))
+    assert before == after
+
+
+def test_a_vanished_server_is_not_an_error(db):
+    assert classify_server(987654) == 0
+
+
+def test_it_works_through_a_backlog_in_batches(ingest, box):
+    send_series(ingest, box, 7)
+    assert classify_pending(box.server.id, batch_size=3) == (3, True)
+    assert classify_server(box.server.id) == 4
+    assert not Snapshot.objects.filter(bottleneck_label__isnull=True).exists()
+
+
+def test_the_window_smooths_a_one_sample_dip(ingest, box):
+    send_series(ingest, box, 5)
+    dip = samples.body(T0 + timedelta(seconds=10), step=5)
+    for g in dip["sample"]["gpus"]:
+        g["utilization_gpu_percent"] = 40.0
+    ingest.send(box, dip)
+    classify_server(box.server.id)
+    assert Snapshot.objects.get(collected_at=T0 + timedelta(seconds=10)).bottleneck_label == "gpu-bound"
+
+
+def test_it_uses_gpu_processes_for_held_memory(ingest, box):
+    for i in range(25):
+        payload = samples.body(T0 + timedelta(seconds=2 * i), step=i, gpus=1, cpu_usage_percent=2.0)
+        payload["sample"]["gpus"][0].update(
+            utilization_gpu_percent=0.0,
+            memory_percent=60.0,
+            processes=[{"pid": 4242, "name": "python", "used_memory_bytes": 10}],
+        )
+        payload["sample"]["disks"] = []
+        ingest.send(box, payload)
+    classify_server(box.server.id)
+    newest = Snapshot.objects.order_by("-collected_at").first()
+    assert newest.bottleneck_label == "gpu-idle-held"
+    assert "(python)" in newest.bottleneck_reason
+
+
+def test_ingest_queues_one_task_per_server_while_one_is_pending(
+    ingest, box, other_box, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        send_series(ingest, box, 3)
+        send_series(ingest, other_box, 2)
+    assert queued(broker) == 2
+    assert broker.exists(queue.pending_key(box.server.id))
+
+
+def test_the_task_clears_the_pending_mark_so_new_samples_ask_again(
+    ingest, box, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        send_series(ingest, box, 1)
+    classify_server(box.server.id)
+    assert not broker.exists(queue.pending_key(box.server.id))
+    with django_capture_on_commit_callbacks(execute=True):
+        send_series(ingest, box, 1, start=T0 + timedelta(minutes=1))
+    assert queued(broker) == 2
+
+
+def test_the_sweeper_requests_servers_with_stale_pending_snapshots(ingest, box, other_box, broker, settings):
+    send_series(ingest, box, 2)
+    send_series(ingest, other_box, 1)
+    classify_server(other_box.server.id)
+    settings.MONITORING_SWEEP_GRACE_SECONDS = 0
+    assert sweep_unclassified() == 1
+    assert queued(broker) == 1
+
+
+def test_the_sweeper_leaves_fresh_snapshots_to_ingest(ingest, box, broker, settings):
+    send_series(ingest, box, 2)
+    settings.MONITORING_SWEEP_GRACE_SECONDS = 600
+    assert sweep_unclassified() == 0
+    assert queued(broker) == 0
