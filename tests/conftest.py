@@ -67,6 +67,42 @@ def retired_box(db) -> Node:
     return register("old-box", "Old Box", active=False)
 
 
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(email: str, **extra):
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username=email.split("@")[0], email=email, password=PASSWORD, **extra)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    """Allowlisted by her email address."""
+    return make_user("alice@example.com")
+
+
+@pytest.fixture
+def carol(db):
+    """Allowlisted through her domain, corp.example."""
+    return make_user("carol@corp.example")
+
+
+@pytest.fixture
+def bob(db):
+    """Signs in fine, but is on no allowlist."""
+    return make_user("bob@elsewhere.example")
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 class IngestClient:
     def __init__(self):
         self.client = Client()

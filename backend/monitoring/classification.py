@@ -38,7 +38,7 @@ ORDER BY collected_at, gpu_index
 UPDATE_SQL = """
 UPDATE monitoring_snapshot AS s SET
     bottleneck_label = v.label, bottleneck_confidence = v.confidence,
-    bottleneck_reason = v.reason, bottleneck_rules_version = %s
+    bottleneck_reason = v.reason, bottleneck_rules_version = %s, classified_at = clock_timestamp()
 FROM (VALUES {values}) AS v (at, label, confidence, reason)
 WHERE s.server_id = %s AND s.collected_at = v.at AND s.collected_at BETWEEN %s AND %s
 """
@@ -66,6 +66,7 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
             values = ", ".join(["(%s::timestamptz, %s, %s::float8, %s)"] * len(results))
             flat = [v for row in results for v in row]
             cursor.execute(UPDATE_SQL.format(values=values), [RULES_VERSION, *flat, server_id, first, last])
+            _update_current(cursor, server_id, results)
     return len(results), count >= batch_size
 
 
@@ -115,6 +116,27 @@ def _classify_rows(snapshots, gpus, lookback: timedelta) -> list[tuple]:
             verdict = classify(readings[window_start:])
             results.append((at, verdict.label, verdict.confidence, verdict.reason))
     return results
+
+
+CURRENT_SQL = """
+UPDATE monitoring_monitoredserver SET
+    bottleneck_since = CASE WHEN bottleneck_label = %(label)s AND %(whole_batch)s
+        THEN bottleneck_since ELSE %(since)s END,
+    bottleneck_label = %(label)s,
+    bottleneck_at = %(at)s
+WHERE id = %(server)s AND (bottleneck_at IS NULL OR bottleneck_at <= %(at)s)
+"""
+
+
+def _update_current(cursor, server_id: int, results: list[tuple]) -> None:
+    """The server's current bottleneck, and since when it has held (for the fleet overview)."""
+    at, label = results[-1][0], results[-1][1]
+    start = len(results) - 1
+    while start > 0 and results[start - 1][1] == label:
+        start -= 1
+    # A run that fills the whole batch may have begun before it: keep the stored start then.
+    params = {"server": server_id, "label": label, "at": at, "since": results[start][0], "whole_batch": start == 0}
+    cursor.execute(CURRENT_SQL, params)
 
 
 def servers_with_stale_pending(grace_seconds: int) -> list[int]:

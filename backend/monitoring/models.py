@@ -11,9 +11,13 @@ import hashlib
 import hmac
 import secrets
 
-from django.db import models
+from django.db import connection, models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from timescale.db.models.fields import TimescaleDateTimeField
+
+from .bottleneck import title_for
 
 TOKEN_PREFIX = "tw_"
 
@@ -44,6 +48,12 @@ class MonitoredServer(models.Model):
     # counts rows in a hypertable.
     snapshot_count = models.BigIntegerField(default=0, editable=False)
     latest_snapshot_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The newest sample's figures and the current bottleneck, for the fleet overview.
+    latest_gpu_top_util_percent = models.FloatField(null=True, blank=True, editable=False)
+    sample_interval_seconds = models.FloatField(null=True, blank=True, editable=False)
+    bottleneck_label = models.CharField(max_length=32, null=True, blank=True, editable=False)
+    bottleneck_since = models.DateTimeField(null=True, blank=True, editable=False)
+    bottleneck_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -75,6 +85,18 @@ class MonitoredServer(models.Model):
             "last_agent_version": self.last_agent_version,
             "snapshot_count": self.snapshot_count,
             "latest_snapshot_at": _iso(self.latest_snapshot_at),
+            "interval_seconds": self.sample_interval_seconds,
+            "gpu_top_util_percent": self.latest_gpu_top_util_percent,
+            "bottleneck": (
+                {
+                    "label": self.bottleneck_label,
+                    "title": title_for(self.bottleneck_label),
+                    "since": _iso(self.bottleneck_since),
+                }
+                if self.bottleneck_label
+                else None
+            ),
+            "labels": self.agent_labels,
         }
 
 
@@ -83,8 +105,9 @@ def _iso(value):
 
 
 def _server_fk():
-    # The database enforces the link (ON DELETE CASCADE, added in a migration);
-    # Django must not try to cascade through millions of hypertable rows itself.
+    # No database constraint: checking one costs every sample's seven rows a lookup of
+    # the server on the hot ingest path, and ingest only ever writes a server it just
+    # authenticated. Deleting a server deletes its samples (delete_samples_of_server).
     return models.ForeignKey(
         MonitoredServer, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
@@ -135,6 +158,8 @@ class Snapshot(models.Model):
     bottleneck_confidence = models.FloatField(null=True)
     bottleneck_reason = models.TextField(null=True)
     bottleneck_rules_version = models.SmallIntegerField(null=True)
+    # When the classifier wrote the label: classified_at - received_at is the classification lag.
+    classified_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
@@ -207,3 +232,14 @@ class DiskSample(models.Model):
                 fields=["server", "collected_at", "device"], name="disksample_server_time_device_uniq"
             ),
         ]
+
+
+SAMPLE_TABLES = ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample")
+
+
+@receiver(pre_delete, sender=MonitoredServer)
+def delete_samples_of_server(sender, instance: MonitoredServer, **kwargs) -> None:
+    """A deleted server takes its samples along (the admin's bulk delete included)."""
+    with connection.cursor() as cursor:
+        for table in SAMPLE_TABLES:
+            cursor.execute(f"DELETE FROM {table} WHERE server_id = %s", [instance.id])

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import ingest
+from . import api, ingest
 
 urlpatterns = [
+    path("api/servers/", api.servers_view, name="api-servers"),
+    path("api/metrics/latest/", api.latest_view, name="api-metrics-latest"),
+    path("api/metrics/history/", api.history_view, name="api-metrics-history"),
     path("api/ingest/servers/<str:server_slug>/metrics/", ingest.ingest_metrics, name="ingest-metrics"),
 ]

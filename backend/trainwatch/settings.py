@@ -30,6 +30,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.google",
     "monitoring",
 ]
 
@@ -41,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "trainwatch.urls"
@@ -49,7 +54,7 @@ WSGI_APPLICATION = "trainwatch.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -72,6 +77,44 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# --- Sign-in: Google through allauth, then the allowlist --------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+# Who may see the dashboard: exact emails, or every address of exact domains (case-insensitive).
+MONITORING_ALLOWED_EMAILS = [e.lower() for e in env_list("MONITORING_ALLOWED_EMAILS")]
+MONITORING_ALLOWED_DOMAINS = [d.lower().lstrip("@") for d in env_list("MONITORING_ALLOWED_DOMAINS")]
+# allauth's email/password form at /accounts/login/, for local use and tests.
+MONITORING_PASSWORD_LOGIN = env_bool("MONITORING_PASSWORD_LOGIN", False)
+GOOGLE_CLIENT_ID = env_str("GOOGLE_CLIENT_ID", "")
+GOOGLE_CLIENT_SECRET = env_str("GOOGLE_CLIENT_SECRET", "")
+
+SOCIALACCOUNT_PROVIDERS = {
+    "google": {
+        "APPS": (
+            [{"client_id": GOOGLE_CLIENT_ID, "secret": GOOGLE_CLIENT_SECRET, "key": ""}] if GOOGLE_CLIENT_ID else []
+        ),
+        "SCOPE": ["openid", "profile", "email"],
+        "AUTH_PARAMS": {"access_type": "online", "prompt": "select_account"},
+        "OAUTH_PKCE_ENABLED": True,
+    }
+}
+SOCIALACCOUNT_ONLY = not MONITORING_PASSWORD_LOGIN
+SOCIALACCOUNT_ADAPTER = "monitoring.auth.AllowlistSocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+# Google verifies the addresses it vouches for: its sign-in reaches the local user of that email.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+ACCOUNT_ADAPTER = "monitoring.auth.ClosedSignupAccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -119,11 +162,12 @@ MONITORING_INGEST_MAX_BODY_BYTES = env_int("MONITORING_INGEST_MAX_BODY_BYTES", 1
 MONITORING_RATE_MAX_GAP_SECONDS = env_int("MONITORING_RATE_MAX_GAP_SECONDS", 300, minimum=1)
 # A sample stamped further than this in the future is refused (a node's clock is off).
 MONITORING_FUTURE_TOLERANCE_SECONDS = env_int("MONITORING_FUTURE_TOLERANCE_SECONDS", 600, minimum=0)
-# The classifier looks at this many seconds of samples to smooth flapping.
-MONITORING_CLASSIFY_WINDOW_SECONDS = env_int("MONITORING_CLASSIFY_WINDOW_SECONDS", 30, minimum=0)
 # Snapshots left unclassified this long are picked up by the sweeper.
 MONITORING_SWEEP_GRACE_SECONDS = env_int("MONITORING_SWEEP_GRACE_SECONDS", 10, minimum=0)
 # Retry-After sent with 503 while the database is unreachable.
 MONITORING_RETRY_AFTER_SECONDS = env_int("MONITORING_RETRY_AFTER_SECONDS", 5, minimum=1)
+# The longest window /api/metrics/history/ serves, and the most points it returns.
+MONITORING_MAX_HISTORY_MINUTES = env_int("MONITORING_MAX_HISTORY_MINUTES", 60, minimum=1)
+MONITORING_HISTORY_MAX_POINTS = env_int("MONITORING_HISTORY_MAX_POINTS", 1000, minimum=10)
 # Redis key prefix for "classification pending" markers (one per server).
 MONITORING_REDIS_PREFIX = env_str("MONITORING_REDIS_PREFIX", "trainwatch")

@@ -1,0 +1,192 @@
+"""The dashboard APIs: /api/servers/, /api/metrics/latest/ and /api/metrics/history/.
+
+Signed-in, allowlisted users only (see auth.dashboard_api). Nothing here counts rows
+of a hypertable: server counters live on the server row, and the latest snapshot is
+found through the server's latest_snapshot_at, which bounds the search to one chunk.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+
+from .auth import dashboard_api
+from .bottleneck import title_for
+from .history import HistoryRequestError, history_for
+from .models import DiskSample, GpuSample, MonitoredServer, Snapshot
+from .responses import error
+
+GPU_FIELDS = (
+    "gpu_index",
+    "name",
+    "uuid",
+    "utilization_gpu_percent",
+    "utilization_memory_percent",
+    "memory_total_bytes",
+    "memory_used_bytes",
+    "memory_percent",
+    "temperature_c",
+    "power_w",
+    "power_limit_w",
+    "fan_percent",
+    "sm_clock_mhz",
+    "sm_clock_max_mhz",
+    "memory_clock_mhz",
+    "memory_clock_max_mhz",
+    "throttle_reasons",
+    "ecc_errors_corrected",
+    "ecc_errors_uncorrected",
+    "processes",
+)
+DISK_FIELDS = ("device", "read_bps", "write_bps", "util_percent", "read_iops", "write_iops")
+
+
+class NoServer(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def select_server(request: HttpRequest) -> tuple[list[MonitoredServer], MonitoredServer]:
+    """The `server` parameter (slug or numeric id), else the first server with snapshots, else the first."""
+    servers = list(MonitoredServer.objects.filter(is_active=True))
+    wanted = request.GET.get("server", "").strip()
+    if wanted:
+        match = next((s for s in servers if s.slug == wanted), None)
+        if match is None and wanted.isdigit():
+            match = next((s for s in servers if s.id == int(wanted)), None)
+        if match is None:
+            raise NoServer(f"no active server {wanted!r}")
+        return servers, match
+    if not servers:
+        raise NoServer("no servers yet; register one with manage.py register_server")
+    return servers, next((s for s in servers if s.latest_snapshot_at), servers[0])
+
+
+@dashboard_api
+def servers_view(request: HttpRequest) -> JsonResponse:
+    servers = MonitoredServer.objects.filter(is_active=True)
+    return JsonResponse({"ok": True, "servers": [s.to_dict() for s in servers]})
+
+
+@dashboard_api
+def latest_view(request: HttpRequest) -> JsonResponse:
+    try:
+        servers, server = select_server(request)
+    except NoServer as exc:
+        return error(404, exc.message)
+    snapshots = _latest_two(server)
+    if not snapshots:
+        return error(404, f"server {server.slug!r} has no snapshots yet")
+    gpus = list(GpuSample.objects.filter(server_id=server.id, collected_at=snapshots[0].collected_at))
+    disks = list(DiskSample.objects.filter(server_id=server.id, collected_at=snapshots[0].collected_at))
+    return JsonResponse(
+        {
+            "ok": True,
+            "servers": [s.to_dict() for s in servers],
+            "selected_server": server.to_dict(),
+            "snapshot": snapshot_block(server, snapshots[0], snapshots[1] if len(snapshots) > 1 else None, gpus, disks),
+        }
+    )
+
+
+@dashboard_api
+def history_view(request: HttpRequest) -> JsonResponse:
+    try:
+        servers, server = select_server(request)
+    except NoServer as exc:
+        return error(404, exc.message)
+    try:
+        body = history_for(server, request.GET.get("minutes"), request.GET.get("source"))
+    except HistoryRequestError as exc:
+        return error(400, str(exc))
+    return JsonResponse(
+        {
+            "ok": True,
+            **body,
+            "servers": [s.to_dict() for s in servers],
+            "selected_server": server.to_dict(),
+        }
+    )
+
+
+def _latest_two(server: MonitoredServer) -> list[Snapshot]:
+    if server.latest_snapshot_at is None:
+        return []
+    newest = server.latest_snapshot_at
+    # Bounded by time so that TimescaleDB opens one or two chunks, not all of them.
+    return list(
+        Snapshot.objects.filter(
+            server_id=server.id, collected_at__lte=newest, collected_at__gte=newest - timedelta(days=1)
+        ).order_by("-collected_at")[:2]
+    )
+
+
+def _bottleneck(snapshot: Snapshot, server: MonitoredServer) -> dict | None:
+    if snapshot.bottleneck_label is None:
+        return None
+    since = None
+    if server.bottleneck_label == snapshot.bottleneck_label and server.bottleneck_since is not None:
+        since = server.bottleneck_since.isoformat()
+    return {
+        "label": snapshot.bottleneck_label,
+        "title": title_for(snapshot.bottleneck_label),
+        "confidence": snapshot.bottleneck_confidence,
+        "reason": snapshot.bottleneck_reason,
+        "since": since,
+    }
+
+
+def snapshot_block(server, snap: Snapshot, previous: Snapshot | None, gpus, disks) -> dict:
+    now = timezone.now()
+    utils = [g.utilization_gpu_percent for g in gpus if g.utilization_gpu_percent is not None]
+    return {
+        "id": snap.id,
+        "server": server.to_dict(),
+        "collected_at": snap.collected_at.isoformat(),
+        "age_seconds": round((now - snap.collected_at).total_seconds(), 3),
+        "interval_seconds": (snap.collected_at - previous.collected_at).total_seconds() if previous else None,
+        "cpu": {
+            "usage_percent": snap.cpu_usage_percent,
+            "iowait_percent": snap.cpu_iowait_percent,
+            "load_1": snap.cpu_load_1,
+            "load_5": snap.cpu_load_5,
+            "load_15": snap.cpu_load_15,
+            "user_percent": snap.cpu_user_percent,
+            "system_percent": snap.cpu_system_percent,
+            "frequency_mhz": snap.cpu_frequency_mhz,
+            "count_logical": snap.cpu_count_logical,
+            "count_physical": snap.cpu_count_physical,
+        },
+        "memory": {
+            "percent": snap.memory_percent,
+            "swap_percent": snap.swap_percent,
+            "total_bytes": snap.memory_total_bytes,
+            "used_bytes": snap.memory_used_bytes,
+            "available_bytes": snap.memory_available_bytes,
+            "swap_total_bytes": snap.swap_total_bytes,
+            "swap_used_bytes": snap.swap_used_bytes,
+        },
+        "disk": {
+            "read_bps": snap.disk_read_bps,
+            "write_bps": snap.disk_write_bps,
+            "util_percent": snap.disk_util_percent,
+            "devices": [{f: getattr(d, f) for f in DISK_FIELDS} for d in sorted(disks, key=lambda d: d.device)],
+        },
+        "network": {
+            "rx_bps": snap.network_rx_bps,
+            "tx_bps": snap.network_tx_bps,
+            "rx_bytes_total": snap.network_rx_bytes_total,
+            "tx_bytes_total": snap.network_tx_bytes_total,
+        },
+        "process_count": snap.process_count,
+        "gpu": {
+            "present": bool(gpus),
+            "count": len(gpus),
+            "top_util_percent": max(utils) if utils else None,
+            "devices": [{f: getattr(g, f) for f in GPU_FIELDS} for g in sorted(gpus, key=lambda g: g.gpu_index)],
+        },
+        "bottleneck": _bottleneck(snap, server),
+    }

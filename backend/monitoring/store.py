@@ -1,0 +1,279 @@
+"""Writing one sample: rates derived from the previous sample, then every row in one statement.
+
+The hot path of ingest, so it talks to psycopg directly with server-side binding and
+prepared statements: one query reads the previous sample (with its disks), one
+statement writes the snapshot, its GPU and disk rows and the server's bookkeeping
+(data-modifying CTEs), all inside the request's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from django.conf import settings
+from django.db import connection, transaction
+from psycopg.types.json import Jsonb
+
+from .validation import Sample
+
+HOST_COLUMNS = (
+    "cpu_usage_percent",
+    "cpu_user_percent",
+    "cpu_system_percent",
+    "cpu_iowait_percent",
+    "cpu_load_1",
+    "cpu_load_5",
+    "cpu_load_15",
+    "cpu_frequency_mhz",
+    "cpu_count_logical",
+    "cpu_count_physical",
+    "memory_total_bytes",
+    "memory_used_bytes",
+    "memory_available_bytes",
+    "memory_percent",
+    "swap_total_bytes",
+    "swap_used_bytes",
+    "swap_percent",
+    "network_rx_bytes_total",
+    "network_tx_bytes_total",
+    "process_count",
+)
+DERIVED_COLUMNS = (
+    "network_rx_bps",
+    "network_tx_bps",
+    "disk_read_bps",
+    "disk_write_bps",
+    "disk_util_percent",
+    "gpu_count",
+    "gpu_top_util_percent",
+)
+# (column, PostgreSQL array type) for unnest(): one statement whatever the device count.
+GPU_COLUMNS = (
+    ("gpu_index", "smallint"),
+    ("name", "text"),
+    ("uuid", "text"),
+    ("utilization_gpu_percent", "float8"),
+    ("utilization_memory_percent", "float8"),
+    ("memory_total_bytes", "bigint"),
+    ("memory_used_bytes", "bigint"),
+    ("memory_percent", "float8"),
+    ("temperature_c", "float8"),
+    ("power_w", "float8"),
+    ("power_limit_w", "float8"),
+    ("fan_percent", "float8"),
+    ("sm_clock_mhz", "float8"),
+    ("sm_clock_max_mhz", "float8"),
+    ("memory_clock_mhz", "float8"),
+    ("memory_clock_max_mhz", "float8"),
+    ("throttle_reasons", "jsonb"),
+    ("ecc_errors_corrected", "bigint"),
+    ("ecc_errors_uncorrected", "bigint"),
+    ("processes", "jsonb"),
+)
+DISK_COUNTERS = ("read_bytes_total", "write_bytes_total", "read_count_total", "write_count_total", "busy_time_ms_total")
+DISK_COLUMNS = (
+    ("device", "text"),
+    *((name, "bigint") for name in DISK_COUNTERS),
+    ("read_bps", "float8"),
+    ("write_bps", "float8"),
+    ("read_iops", "float8"),
+    ("write_iops", "float8"),
+    ("util_percent", "float8"),
+)
+
+
+def _unnest_insert(name: str, table: str, columns) -> str:
+    names = ", ".join(c for c, _ in columns)
+    arrays = ", ".join(f"%({name}_{c})s::{t}[]" for c, t in columns)
+    return (
+        f"{name} AS (INSERT INTO {table} (server_id, collected_at, {names}) "
+        f"SELECT %(server)s, %(at)s, * FROM unnest({arrays}) WHERE EXISTS (SELECT FROM snap) "
+        "ON CONFLICT DO NOTHING)"
+    )
+
+
+_SNAPSHOT_COLUMNS = HOST_COLUMNS + DERIVED_COLUMNS
+WRITE_SQL = f"""
+WITH snap AS (
+    INSERT INTO monitoring_snapshot (server_id, collected_at, received_at, {", ".join(_SNAPSHOT_COLUMNS)})
+    VALUES (%(server)s, %(at)s, %(now)s, {", ".join(f"%({c})s" for c in _SNAPSHOT_COLUMNS)})
+    ON CONFLICT (server_id, collected_at) DO NOTHING
+    RETURNING id
+),
+{_unnest_insert("gpus", "monitoring_gpusample", GPU_COLUMNS)},
+{_unnest_insert("disks", "monitoring_disksample", DISK_COLUMNS)},
+newest AS (
+    -- Whether this sample is the server's newest: only then does it set the "latest" figures.
+    SELECT EXISTS (SELECT FROM snap) AND (latest_snapshot_at IS NULL OR latest_snapshot_at < %(at)s) AS yes
+    FROM monitoring_monitoredserver WHERE id = %(server)s
+),
+server AS (
+    UPDATE monitoring_monitoredserver SET
+        last_seen_at = %(now)s,
+        snapshot_count = snapshot_count + (SELECT count(*) FROM snap),
+        latest_snapshot_at = CASE WHEN newest.yes THEN %(at)s ELSE latest_snapshot_at END,
+        latest_gpu_top_util_percent = CASE WHEN newest.yes
+            THEN %(gpu_top_util_percent)s::float8 ELSE latest_gpu_top_util_percent END,
+        sample_interval_seconds = CASE WHEN newest.yes AND %(interval)s::float8 IS NOT NULL
+            THEN %(interval)s::float8 ELSE sample_interval_seconds END,
+        last_agent_version = COALESCE(%(agent_version)s::text, last_agent_version),
+        hostname = COALESCE(%(agent_hostname)s::text, hostname),
+        agent_platform = COALESCE(%(agent_platform)s::text, agent_platform),
+        agent_python = COALESCE(%(agent_python)s::text, agent_python),
+        agent_labels = COALESCE(%(agent_labels)s::jsonb, agent_labels)
+    FROM newest
+    WHERE id = %(server)s
+)
+SELECT id FROM snap
+"""
+
+PREVIOUS_SQL = f"""
+SELECT s.collected_at, s.network_rx_bytes_total, s.network_tx_bytes_total,
+       d.device, {", ".join(f"d.{c}" for c in DISK_COUNTERS)}
+FROM (
+    SELECT collected_at, network_rx_bytes_total, network_tx_bytes_total
+    FROM monitoring_snapshot
+    WHERE server_id = %(server)s AND collected_at < %(at)s AND collected_at >= %(since)s
+    ORDER BY collected_at DESC LIMIT 1
+) s
+LEFT JOIN monitoring_disksample d
+    ON d.server_id = %(server)s AND d.collected_at = s.collected_at
+    AND d.collected_at < %(at)s AND d.collected_at >= %(since)s
+"""
+
+STORED_SQL = """
+SELECT id, bottleneck_label, cpu_usage_percent, gpu_top_util_percent, disk_util_percent
+FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
+"""
+
+
+@dataclass
+class Previous:
+    collected_at: datetime
+    network_rx_bytes_total: int | None
+    network_tx_bytes_total: int | None
+    disks: dict[str, dict]
+
+
+def _cursor() -> psycopg.Cursor:
+    # Django's own cursors bind parameters client-side; the hot path wants the server to.
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> tuple[dict, bool]:
+    """Write one sample atomically; returns (the snapshot as the ingest API shows it, created)."""
+    at = sample.collected_at
+    # wrap_database_errors turns psycopg's exceptions into Django's, as Django's own cursors do.
+    with transaction.atomic(), connection.wrap_database_errors, _cursor() as cursor:
+        previous = _previous(cursor, server_id, at)
+        disks = derive_disk_rates(sample.disks, previous, at)
+        derived = derive_snapshot_fields(sample, disks, previous, at)
+        interval = (at - previous.collected_at).total_seconds() if previous else None
+        params = {"server": server_id, "at": at, "now": now, "interval": interval, **sample.host, **derived}
+        params.update(_arrays("gpus", GPU_COLUMNS, sample.gpus))
+        params.update(_arrays("disks", DISK_COLUMNS, disks))
+        labels = agent.get("labels")
+        params.update(
+            agent_version=agent.get("version"),
+            agent_hostname=agent.get("hostname"),
+            agent_platform=agent.get("platform"),
+            agent_python=agent.get("python"),
+            agent_labels=Jsonb(labels) if labels is not None else None,
+        )
+        cursor.execute(WRITE_SQL, params, prepare=True)
+        row = cursor.fetchone()
+        if row is not None:
+            snapshot = {
+                "id": row[0],
+                "bottleneck": None,
+                "cpu_usage_percent": sample.host["cpu_usage_percent"],
+                "top_gpu_util_percent": derived["gpu_top_util_percent"],
+                "disk_util_percent": derived["disk_util_percent"],
+            }
+        else:
+            # Already stored: answer with what was stored the first time.
+            cursor.execute(STORED_SQL, {"server": server_id, "at": at}, prepare=True)
+            stored = cursor.fetchone()
+            snapshot = dict(
+                zip(("id", "bottleneck", "cpu_usage_percent", "top_gpu_util_percent", "disk_util_percent"), stored)
+            )
+    snapshot["collected_at"] = at.isoformat()
+    return snapshot, row is not None
+
+
+def _arrays(prefix: str, columns, rows: list[dict]) -> dict:
+    params = {}
+    for column, kind in columns:
+        values = [row[column] for row in rows]
+        if kind == "jsonb":
+            values = [None if v is None else Jsonb(v) for v in values]
+        params[f"{prefix}_{column}"] = values
+    return params
+
+
+def _previous(cursor: psycopg.Cursor, server_id: int, at: datetime) -> Previous | None:
+    """The newest earlier sample close enough to turn counters into rates, with its disks."""
+    since = at - timedelta(seconds=settings.MONITORING_RATE_MAX_GAP_SECONDS)
+    cursor.execute(PREVIOUS_SQL, {"server": server_id, "at": at, "since": since}, prepare=True)
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    first = rows[0]
+    disks = {row[3]: dict(zip(DISK_COUNTERS, row[4:])) for row in rows if row[3] is not None}
+    return Previous(first[0], first[1], first[2], disks)
+
+
+def rate(current: int | None, before: int | None, seconds: float) -> float | None:
+    """Per-second rate of a counter; None when unknown or when it went backwards (a reboot)."""
+    if current is None or before is None or seconds <= 0 or current < before:
+        return None
+    return (current - before) / seconds
+
+
+def derive_disk_rates(disks: list[dict], previous: Previous | None, at: datetime) -> list[dict]:
+    seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
+    before_by_device = previous.disks if previous else {}
+    rows = []
+    for disk in disks:
+        before = before_by_device.get(disk["device"], {})
+        busy_ms = rate(disk["busy_time_ms_total"], before.get("busy_time_ms_total"), seconds)
+        rows.append(
+            {
+                **disk,
+                "read_bps": rate(disk["read_bytes_total"], before.get("read_bytes_total"), seconds),
+                "write_bps": rate(disk["write_bytes_total"], before.get("write_bytes_total"), seconds),
+                "read_iops": rate(disk["read_count_total"], before.get("read_count_total"), seconds),
+                "write_iops": rate(disk["write_count_total"], before.get("write_count_total"), seconds),
+                # Busy milliseconds per second / 10 = percent of the time the device was busy.
+                "util_percent": None if busy_ms is None else min(100.0, busy_ms / 10.0),
+            }
+        )
+    return rows
+
+
+def _sum(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def derive_snapshot_fields(sample: Sample, disks: list[dict], previous: Previous | None, at: datetime) -> dict:
+    seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
+    utils = [g["utilization_gpu_percent"] for g in sample.gpus if g["utilization_gpu_percent"] is not None]
+    disk_utils = [d["util_percent"] for d in disks if d["util_percent"] is not None]
+    return {
+        "network_rx_bps": rate(
+            sample.host["network_rx_bytes_total"], previous and previous.network_rx_bytes_total, seconds
+        ),
+        "network_tx_bps": rate(
+            sample.host["network_tx_bytes_total"], previous and previous.network_tx_bytes_total, seconds
+        ),
+        "disk_read_bps": _sum(d["read_bps"] for d in disks),
+        "disk_write_bps": _sum(d["write_bps"] for d in disks),
+        # The busiest disk: one saturated device stalls whatever reads from it.
+        "disk_util_percent": max(disk_utils) if disk_utils else None,
+        "gpu_count": len(sample.gpus),
+        "gpu_top_util_percent": max(utils) if utils else None,
+    }

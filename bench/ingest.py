@@ -1,0 +1,301 @@
+"""Ingest throughput: concurrent clients POST realistic samples (4 GPUs, 2 disks) over HTTP
+to gunicorn with the Celery worker classifying; beside it, the ceiling: the same rows
+COPYed straight into the hypertables.
+
+    .venv/bin/python bench/ingest.py [--duration 30] [--connections 16] [--web-workers 4]
+
+Runs against its own database (DATABASE_URL's name + "_bench"), emptied first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    Processes,
+    cpu_seconds_by_program,
+    cpu_used_between,
+    machine,
+    setup_environment,
+    table,
+)
+
+GPUS, DISKS = 4, 2
+STEP_SECONDS = 2
+
+
+def body_template() -> str:
+    """A sample body as a Lua format string: timestamp and counters vary per request."""
+    from tests import samples
+
+    payload = samples.body(None, gpus=GPUS, disks=DISKS)
+    # The placeholders must come in the order the Lua script passes the values.
+    payload["sample"] = {"collected_at": "@TS@", **payload["sample"]}
+    payload["sample"]["network_rx_bytes_total"] = "@RX@"
+    payload["sample"]["network_tx_bytes_total"] = "@TX@"
+    for i, disk in enumerate(payload["sample"]["disks"]):
+        for field in (
+            "read_bytes_total",
+            "write_bytes_total",
+            "read_count_total",
+            "write_count_total",
+            "busy_time_ms_total",
+        ):
+            disk[field] = f"@D{i}{field}@"
+    text = json.dumps(payload, separators=(",", ":")).replace("%", "%%")
+    text = text.replace('"@TS@"', '"%s"')
+    return re.sub(r'"@[A-Za-z0-9_]+@"', "%d", text)
+
+
+LUA = r"""
+local servers = {SERVERS}
+local base = {BASE}
+local template = [==[{TEMPLATE}]==]
+local thread_count = 0
+
+function setup(thread)
+  thread:set("id", thread_count)
+  thread_count = thread_count + 1
+end
+
+function init(args)
+  local threads = tonumber(args[1])
+  mine = {}
+  for i, s in ipairs(servers) do
+    if (i - 1) % threads == id then table.insert(mine, s) end
+  end
+  step = 0
+end
+
+function request()
+  local s = mine[(step % #mine) + 1]
+  local n = math.floor(step / #mine)
+  step = step + 1
+  local t = base + n * {STEP}
+  local ts = os.date("!%Y-%m-%dT%H:%M:%S", t) .. "+00:00"
+  local rx = 123456789012 + n * 100000000
+  local tx = 23456789012 + n * 2000000
+  local d = n * {STEP}
+  local body = string.format(template, ts, rx, tx,
+    111111111111 + d * 100000000, 22222222222 + d * 5000000, 1234567 + d * 800, 456789 + d * 100, 9876543 + d * 600,
+    111111111111 + d * 100000000, 22222222222 + d * 5000000, 1234567 + d * 800, 456789 + d * 100, 9876543 + d * 600)
+  return wrk.format("POST", "/api/ingest/servers/" .. s[1] .. "/metrics/",
+    {["Content-Type"] = "application/json", ["X-Monitoring-Token"] = s[2]}, body)
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %.1f %.1f %.1f\n", summary.requests, summary.duration,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def register_servers(count: int) -> list[tuple[str, str]]:
+    from monitoring.models import MonitoredServer
+
+    servers = []
+    for i in range(count):
+        server = MonitoredServer(slug=f"bench-{i:03d}", name=f"Bench {i:03d}")
+        servers.append((server.slug, server.set_new_token()))
+        server.save()
+    return servers
+
+
+def reset_database() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, "
+            "monitoring_monitoredserver CASCADE"
+        )
+
+
+def run_wrk(base_url: str, servers, seconds: int, connections: int, threads: int) -> dict:
+    start = datetime.now(UTC) - timedelta(hours=6)
+    lua = (
+        LUA.replace("{SERVERS}", "{" + ",".join(f'{{"{s}","{t}"}}' for s, t in servers) + "}")
+        .replace("{BASE}", str(int(start.timestamp())))
+        .replace("{STEP}", str(STEP_SECONDS))
+        .replace("{TEMPLATE}", body_template())
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script.name,
+            base_url,
+            "--",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    Path(script.name).unlink()
+    line = next((row for row in result.stdout.splitlines() if row.startswith("RESULT")), None)
+    if result.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
+    requests_, duration_us, status_errors, socket_errors, p50, p99, worst = line.split()[1:]
+    return {
+        "requests": int(requests_),
+        "seconds": int(duration_us) / 1e6,
+        "non_200": int(status_errors),
+        "socket_errors": int(socket_errors),
+        "p50_ms": float(p50) / 1000,
+        "p99_ms": float(p99) / 1000,
+        "max_ms": float(worst) / 1000,
+    }
+
+
+def classification_lag(timeout: float = 120.0) -> dict:
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM monitoring_snapshot WHERE bottleneck_label IS NULL")
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.5)
+        cursor.execute(
+            "SELECT count(*), count(classified_at), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM classified_at - received_at)), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM classified_at - received_at)) "
+            "FROM monitoring_snapshot"
+        )
+        total, classified, p50, p95 = cursor.fetchone()
+    return {"stored": total, "classified": classified, "lag_p50_s": p50, "lag_p95_s": p95}
+
+
+def copy_ceiling(servers, samples_count: int) -> float:
+    """Samples/s when the same rows are COPYed straight into the three hypertables."""
+    from django.db import connection
+
+    from monitoring.models import MonitoredServer
+    from tests import samples
+
+    ids = list(MonitoredServer.objects.order_by("id").values_list("id", flat=True))
+    template = samples.sample(None, gpus=GPUS, disks=DISKS)
+    start = datetime.now(UTC) - timedelta(days=30)
+    host_cols = [c for c in samples.BASE_SAMPLE]
+    gpu_cols = [c for c in template["gpus"][0] if c != "gpu_index"]
+    disk_cols = [c for c in template["disks"][0] if c != "device"]
+    began = time.perf_counter()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with raw.copy(
+            f"COPY monitoring_snapshot (server_id, collected_at, received_at, gpu_count, "
+            f"gpu_top_util_percent, {', '.join(host_cols)}) FROM STDIN"
+        ) as copy:
+            for i in range(samples_count):
+                at = start + timedelta(seconds=STEP_SECONDS * (i // len(ids)))
+                copy.write_row([ids[i % len(ids)], at, at, GPUS, 98.0, *[template[c] for c in host_cols]])
+        with raw.copy(
+            f"COPY monitoring_gpusample (server_id, collected_at, gpu_index, {', '.join(gpu_cols)}) FROM STDIN"
+        ) as copy:
+            for i in range(samples_count):
+                at = start + timedelta(seconds=STEP_SECONDS * (i // len(ids)))
+                for g in template["gpus"]:
+                    copy.write_row([ids[i % len(ids)], at, g["gpu_index"], *[g[c] for c in gpu_cols]])
+        with raw.copy(
+            f"COPY monitoring_disksample (server_id, collected_at, device, {', '.join(disk_cols)}) FROM STDIN"
+        ) as copy:
+            for i in range(samples_count):
+                at = start + timedelta(seconds=STEP_SECONDS * (i // len(ids)))
+                for d in template["disks"]:
+                    copy.write_row([ids[i % len(ids)], at, d["device"], *[d[c] for c in disk_cols]])
+    connection.commit() if not connection.get_autocommit() else None
+    return samples_count / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--servers", type=int, default=50, help="servers the clients post for (default 50)")
+    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn sync workers (default 4)")
+    parser.add_argument("--worker-concurrency", type=int, default=1, help="Celery worker processes (default 1)")
+    parser.add_argument("--copy-samples", type=int, default=50000, help="samples for the COPY ceiling")
+    args = parser.parse_args()
+
+    env = setup_environment()
+    reset_database()
+    servers = register_servers(args.servers)
+    procs = Processes()
+    try:
+        base_url = procs.web(env, args.web_workers)
+        procs.worker(env, args.worker_concurrency)
+        time.sleep(2)
+        before = cpu_seconds_by_program()
+        http = run_wrk(base_url, servers, args.duration, args.connections, args.threads)
+        cpu = cpu_used_between(before, cpu_seconds_by_program())
+        lag = classification_lag()
+    finally:
+        procs.stop_all()
+    copy_rate = copy_ceiling(servers, args.copy_samples)
+    reset_database()
+
+    rate = http["requests"] / http["seconds"]
+    print(f"\nIngest benchmark on {machine()}")
+    print(
+        f"{args.connections} connections, {args.web_workers} gunicorn workers, {args.worker_concurrency} Celery "
+        f"worker process(es), {args.servers} servers, {GPUS} GPUs + {DISKS} disks per sample, "
+        f"{args.duration} s\n"
+    )
+    print(
+        table(
+            ["path", "samples/s", "p50 ms", "p99 ms", "max ms", "errors", "classification lag p50 / p95 s"],
+            [
+                [
+                    "HTTP ingest (gunicorn + Celery)",
+                    f"{rate:,.0f}",
+                    f"{http['p50_ms']:.1f}",
+                    f"{http['p99_ms']:.1f}",
+                    f"{http['max_ms']:.1f}",
+                    http["non_200"] + http["socket_errors"],
+                    f"{lag['lag_p50_s']:.2f} / {lag['lag_p95_s']:.2f}",
+                ],
+                ["COPY into hypertables (ceiling)", f"{copy_rate:,.0f}", "", "", "", "", ""],
+                ["ratio HTTP / COPY", f"{rate / copy_rate:.2f}", "", "", "", "", ""],
+            ],
+        )
+    )
+    print(f"\nstored {lag['stored']:,} snapshots, classified {lag['classified']:,}")
+    print("\nWhere the CPU went during the HTTP run (both cores together):\n")
+    total = sum(cpu.values())
+    print(
+        table(
+            ["process", "CPU s", "share", "CPU ms per sample"],
+            [
+                [name, f"{used:.1f}", f"{used / total:.0%}", f"{used / http['requests'] * 1000:.2f}"]
+                for name, used in sorted(cpu.items(), key=lambda item: -item[1])
+            ]
+            + [["all", f"{total:.1f}", "100%", f"{total / http['requests'] * 1000:.2f}"]],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""GET /api/metrics/history/: the window, downsampling by stride, every field of a point."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from monitoring.tasks import classify_server
+from tests import samples
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+POINT_FIELDS = {
+    "collected_at",
+    "cpu_usage_percent",
+    "cpu_iowait_percent",
+    "memory_percent",
+    "swap_percent",
+    "disk_read_bps",
+    "disk_write_bps",
+    "disk_util_percent",
+    "gpu_top_util_percent",
+    "bottleneck",
+    "gpus",
+    "disks",
+}
+
+
+def feed(ingest, node, count, seconds_ago, step_seconds=2, **fields):
+    start = samples.now_minus(seconds_ago)
+    for i in range(count):
+        at = start + timedelta(seconds=step_seconds * i)
+        assert ingest.send(node, samples.body(at, step=i, **fields)).status_code == 200
+    return start
+
+
+def get(user, **params):
+    return client_for(user).get("/api/metrics/history/", params)
+
+
+def test_it_returns_points_in_time_order_with_every_field(alice, box, ingest):
+    start = feed(ingest, box, 10, seconds_ago=100)
+    classify_server(box.server.id)
+    data = get(alice, server="gpu-box-01", minutes=5).json()
+    assert data["ok"] is True and data["minutes"] == 5 and data["stride"] == 1
+    assert data["point_count"] == 10 == len(data["points"])
+    assert data["selected_server"]["slug"] == "gpu-box-01" and len(data["servers"]) == 1
+    times = [p["collected_at"] for p in data["points"]]
+    assert times == sorted(times) and times[0] == start.isoformat()
+    last = data["points"][-1]
+    assert set(last) >= POINT_FIELDS
+    assert last["cpu_usage_percent"] == 32.1 and last["memory_percent"] == 72.3
+    assert last["disk_read_bps"] == pytest.approx(200_000_000) and last["disk_util_percent"] == pytest.approx(60)
+    assert last["gpu_top_util_percent"] == 98.0 and last["bottleneck"] == "gpu-bound"
+    assert last["gpus"] == [
+        {
+            "gpu_index": i,
+            "utilization_gpu_percent": 98.0,
+            "memory_percent": 80.0,
+            "temperature_c": 64.0,
+            "power_w": 311.0,
+        }
+        for i in range(4)
+    ]
+    assert [d["device"] for d in last["disks"]] == ["nvme0n1", "nvme1n1"]
+    assert last["disks"][0]["read_bps"] == pytest.approx(100_000_000)
+
+
+def test_it_keeps_only_the_window(alice, box, ingest):
+    feed(ingest, box, 3, seconds_ago=3 * 3600)
+    feed(ingest, box, 4, seconds_ago=60)
+    assert get(alice, minutes=10).json()["point_count"] == 4
+
+
+def test_it_downsamples_by_stride_to_the_point_limit(alice, box, ingest, settings):
+    settings.MONITORING_HISTORY_MAX_POINTS = 10
+    feed(ingest, box, 25, seconds_ago=200, cpu_usage_percent=10.0)
+    data = get(alice, minutes=10).json()
+    assert data["stride"] == 3
+    assert data["point_count"] == 9  # ceil(25 / 3)
+    assert all(len(p["gpus"]) == 4 for p in data["points"])
+
+
+def test_a_point_stands_for_the_average_of_its_samples(alice, box, ingest, settings):
+    settings.MONITORING_HISTORY_MAX_POINTS = 10
+    start = samples.now_minus(100)
+    for i, cpu in enumerate([10.0, 20.0, 60.0, 80.0] * 5):
+        ingest.send(box, samples.body(start + timedelta(seconds=2 * i), step=i, cpu_usage_percent=cpu))
+    points = get(alice, minutes=5).json()["points"]
+    assert [p["cpu_usage_percent"] for p in points[:2]] == [15.0, 70.0]
+
+
+@pytest.mark.parametrize(("asked", "served"), [("0", 1), ("-5", 1), ("30", 30), ("999999", 60), (None, 60)])
+def test_minutes_are_clamped(alice, box, ingest, asked, served):
+    feed(ingest, box, 1, seconds_ago=5)
+    params = {} if asked is None else {"minutes": asked}
+    assert get(alice, **params).json()["minutes"] == served
+
+
+@pytest.mark.parametrize("bad", ["ten", "1.5", "1e3", ""])
+def test_a_non_integer_minutes_is_400(alice, box, bad):
+    response = get(alice, minutes=bad)
+    if bad == "":
+        assert response.status_code == 200  # empty means the default
+    else:
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("minutes must be a whole number")
+
+
+def test_source_raw_is_accepted_and_reported(alice, box, ingest):
+    feed(ingest, box, 2, seconds_ago=10)
+    assert get(alice, source="raw").json()["source"] == "raw"
+    assert get(alice, source="weekly").status_code == 400
+
+
+def test_a_server_without_data_has_an_empty_history(alice, box):
+    data = get(alice).json()
+    assert data["points"] == [] and data["point_count"] == 0
+
+
+def test_no_servers_is_404(alice):
+    assert get(alice).status_code == 404
+
+
+def test_bob_gets_403_and_anonymous_401(bob, box):
+    assert get(bob).status_code == 403
+    assert Client().get("/api/metrics/history/").status_code == 401
