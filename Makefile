@@ -57,9 +57,13 @@ test: venv services ## Install what is needed, then run the whole test suite
 
 .PHONY: lint
 lint: venv ## ruff check and format check
-	$(VENV)/bin/ruff check backend tests bench
-	$(VENV)/bin/ruff format --check backend tests bench
+	$(VENV)/bin/ruff check backend tests bench agent
+	$(VENV)/bin/ruff format --check backend tests bench agent
 
 .PHONY: bench-ingest
 bench-ingest: venv services ## Ingest throughput over HTTP vs COPY into the hypertables
 	$(PY) bench/ingest.py
+
+.PHONY: bench-agent
+bench-agent: venv ## Agent CPU and RSS per sample vs prometheus-node-exporter (3 min)
+	$(PY) bench/agent.py

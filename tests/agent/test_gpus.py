@@ -1,0 +1,170 @@
+"""The GPU collector against a fake NVML: every field, unsupported fields, no NVML at all."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.agent import fake_nvml
+from tests.agent.fake_nvml import FakeNVML, a100, consumer_card
+from trainwatch_agent.collectors.gpus import GpuCollector, throttle_reason_names
+
+A100_0 = {
+    "gpu_index": 0,
+    "name": "NVIDIA A100-SXM4-80GB",
+    "uuid": "GPU-0a1b2c3d-0000-1111-2222-333344445555",
+    "utilization_gpu_percent": 98.0,
+    "utilization_memory_percent": 71.0,
+    "memory_total_bytes": 85899345920,
+    "memory_used_bytes": 68719476736,
+    "memory_percent": 80.0,
+    "temperature_c": 64.0,
+    "power_w": 311.25,
+    "power_limit_w": 400.0,
+    "fan_percent": None,
+    "sm_clock_mhz": 1410.0,
+    "sm_clock_max_mhz": 1410.0,
+    "memory_clock_mhz": 1593.0,
+    "memory_clock_max_mhz": 1593.0,
+    "throttle_reasons": ["gpu_idle", "sw_power_cap"],
+    "ecc_errors_corrected": 3,
+    "ecc_errors_uncorrected": 0,
+    "processes": [
+        {"pid": 4242, "name": "python3", "user": "alice", "used_memory_bytes": 60129542144, "type": "compute"},
+        {"pid": 4343, "name": "torchrun", "user": None, "used_memory_bytes": 8589934592, "type": "compute"},
+        {"pid": 999999, "name": None, "user": None, "used_memory_bytes": None, "type": "compute"},
+    ],
+}
+
+RTX_1 = {
+    "gpu_index": 1,
+    "name": "NVIDIA GeForce RTX 3090",
+    "uuid": "GPU-ffffffff-0000-1111-2222-333344445555",
+    "utilization_gpu_percent": 12.0,
+    "utilization_memory_percent": 3.0,
+    "memory_total_bytes": 25769803776,
+    "memory_used_bytes": 1073741824,
+    "memory_percent": 4.17,
+    "temperature_c": 45.0,
+    "power_w": 35.0,
+    "power_limit_w": 350.0,
+    "fan_percent": 30.0,
+    "sm_clock_mhz": 210.0,
+    "sm_clock_max_mhz": 2100.0,
+    "memory_clock_mhz": 405.0,
+    "memory_clock_max_mhz": 9751.0,
+    "throttle_reasons": ["gpu_idle", "sw_thermal_slowdown", "hw_thermal_slowdown"],
+    "ecc_errors_corrected": None,
+    "ecc_errors_uncorrected": None,
+    "processes": [],
+}
+
+
+def started(nvml) -> GpuCollector:
+    collector = GpuCollector(nvml)
+    collector.start()
+    return collector
+
+
+def test_it_reads_every_field_of_every_gpu(recorded_psutil):
+    collector = started(FakeNVML([a100(), consumer_card()]))
+    assert collector.collect() == {"gpus": [A100_0, RTX_1]}
+    assert collector.status == "2 GPU(s) via NVML, driver 550.54.15"
+
+
+def test_an_unsupported_field_is_null_and_not_asked_for_again(recorded_psutil):
+    nvml = FakeNVML([a100(), consumer_card()])
+    collector = started(nvml)
+    collector.collect()
+    collector.collect()
+    # Only the A100 is asked twice for its fan: once, it said NotSupported, and the RTX has one.
+    assert nvml.calls["fan"] == 3
+    # The RTX lacks ECC: asked once for the corrected count, never again for either kind.
+    assert nvml.calls["ecc"] == 4 + 1
+
+
+def test_a_transient_nvml_error_costs_one_reading_only(recorded_psutil):
+    nvml = FakeNVML([a100(temperature=fake_nvml.NVMLError_Unknown())])
+    collector = started(nvml)
+    assert collector.collect()["gpus"][0]["temperature_c"] is None
+    nvml.gpus[0]["temperature"] = 66
+    assert collector.collect()["gpus"][0]["temperature_c"] == 66.0
+
+
+def test_a_gpu_that_answers_nothing_still_appears_with_null_fields(recorded_psutil):
+    lost = {name: fake_nvml.NVMLError_GpuIsLost() for name in a100()}
+    gpus = started(FakeNVML([a100(), lost])).collect()["gpus"]
+    assert gpus[1] == {"gpu_index": 1, **{k: None for k in A100_0 if k != "gpu_index"}}
+    assert gpus[0] == A100_0
+
+
+def test_it_clamps_or_nulls_values_the_server_would_refuse(recorded_psutil):
+    odd = a100(
+        utilization=fake_nvml.utilization(100.4, 250),  # rounding noise, and nonsense
+        memory=fake_nvml.memory(0, 5),  # no total: no percent
+        temperature=511,  # a sensor fault
+        fan=120,
+        power_mw=-5,
+        name="x" * 300,
+        event_reasons=0x800 | 0x008,  # an unknown bit and hw_slowdown
+    )
+    gpu = started(FakeNVML([odd])).collect()["gpus"][0]
+    assert gpu["utilization_gpu_percent"] == 100.0
+    assert gpu["utilization_memory_percent"] is None
+    assert gpu["memory_percent"] is None
+    assert gpu["temperature_c"] is None
+    assert gpu["fan_percent"] is None
+    assert gpu["power_w"] is None
+    assert gpu["name"] == "x" * 200
+    assert gpu["throttle_reasons"] == ["hw_slowdown"]
+
+
+@pytest.mark.parametrize(
+    "error", [fake_nvml.NVMLError_LibraryNotFound(), fake_nvml.NVMLError_DriverNotLoaded(), OSError("bad .so")]
+)
+def test_it_reports_no_gpus_when_nvml_cannot_start(error):
+    nvml = FakeNVML([a100()], init_error=error)
+    collector = started(nvml)
+    assert collector.collect() == {"gpus": []}
+    assert collector.status.startswith("no GPUs: NVML is not available")
+    assert nvml.calls["name"] == 0
+    collector.close()
+    assert not nvml.shut_down
+
+
+def test_it_reports_no_gpus_when_the_nvml_package_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
+    collector = GpuCollector()
+    collector.start()
+    assert collector.collect() == {"gpus": []}
+    assert "cannot be imported" in collector.status
+
+
+def test_it_reports_no_gpus_on_a_machine_without_any():
+    collector = started(FakeNVML([]))
+    assert collector.collect() == {"gpus": []}
+    assert collector.status.startswith("0 GPU(s)")
+
+
+def test_it_shuts_nvml_down_on_close(recorded_psutil):
+    nvml = FakeNVML([a100()])
+    collector = started(nvml)
+    collector.close()
+    assert nvml.shut_down
+
+
+def test_it_names_throttle_reasons_from_the_bit_mask():
+    assert throttle_reason_names(0) == []
+    assert throttle_reason_names(None) is None
+    assert throttle_reason_names(0x1FF) == [
+        "gpu_idle",
+        "applications_clocks_setting",
+        "sw_power_cap",
+        "hw_slowdown",
+        "sync_boost",
+        "sw_thermal_slowdown",
+        "hw_thermal_slowdown",
+        "hw_power_brake_slowdown",
+        "display_clock_setting",
+    ]
