@@ -273,3 +273,36 @@ def eventually(check, timeout: float = 15.0, interval: float = 0.2, message: str
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not reached within {timeout} s")
         time.sleep(interval)
+
+
+# --- tiers --------------------------------------------------------------------------------
+
+
+def _empty_tiers() -> None:
+    from django.db import connection
+
+    from monitoring import tiers
+
+    with connection.cursor() as cursor:
+        for tier in tiers.TIERS:
+            for family in tiers.FAMILIES:
+                cursor.execute(f"TRUNCATE {family.relation(tier)}")
+        cursor.execute("TRUNCATE monitoring_tierdirty")
+
+
+@pytest.fixture
+def tier_db(transactional_db):
+    """Committed data, as continuous aggregates can only be refreshed outside a transaction.
+
+    Django's flush empties the model tables between tests; the tier relations are not
+    models, so they are emptied here.
+    """
+    _empty_tiers()
+    yield
+    _empty_tiers()
+
+
+def backend_is(name: str):
+    from monitoring import tiers
+
+    return tiers.installed_backend() == name

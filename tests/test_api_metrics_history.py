@@ -75,25 +75,37 @@ def test_it_keeps_only_the_window(alice, box, ingest):
     assert get(alice, minutes=10).json()["point_count"] == 4
 
 
+def aligned_start(seconds_ago: float, step: int):
+    """A start time on a multiple of `step` seconds, so that time buckets split samples predictably."""
+    moment = samples.now_minus(seconds_ago).replace(microsecond=0)
+    return moment - timedelta(seconds=moment.timestamp() % step)
+
+
 def test_it_downsamples_by_stride_to_the_point_limit(alice, box, ingest, settings):
     settings.MONITORING_HISTORY_MAX_POINTS = 10
-    feed(ingest, box, 25, seconds_ago=200, cpu_usage_percent=10.0)
-    data = get(alice, minutes=10).json()
-    assert data["stride"] == 3
-    assert data["point_count"] == 9  # ceil(25 / 3)
-    assert all(len(p["gpus"]) == 4 for p in data["points"])
+    start = aligned_start(55, 6)
+    for i in range(24):
+        ingest.send(box, samples.body(start + timedelta(seconds=2 * i), step=i))
+    data = get(alice, minutes=1, source="raw").json()
+    # 60 s in at most 10 points: 6 s a point, 3 samples of 2 s each.
+    assert data["stride"] == 3 and data["resolution_seconds"] == 6.0
+    assert data["point_count"] <= 10
+    assert all(len(p["gpus"]) == 4 and len(p["disks"]) == 2 for p in data["points"])
 
 
 def test_a_point_stands_for_the_average_of_its_samples(alice, box, ingest, settings):
-    settings.MONITORING_HISTORY_MAX_POINTS = 10
-    start = samples.now_minus(100)
+    settings.MONITORING_HISTORY_MAX_POINTS = 30
+    start = aligned_start(100, 4)
     for i, cpu in enumerate([10.0, 20.0, 60.0, 80.0] * 5):
         ingest.send(box, samples.body(start + timedelta(seconds=2 * i), step=i, cpu_usage_percent=cpu))
-    points = get(alice, minutes=5).json()["points"]
-    assert [p["cpu_usage_percent"] for p in points[:2]] == [15.0, 70.0]
+    data = get(alice, minutes=2, source="raw").json()
+    assert data["stride"] == 2
+    points = data["points"]
+    assert points[0]["collected_at"] == start.isoformat()
+    assert [p["cpu_usage_percent"] for p in points[:4]] == [15.0, 70.0, 15.0, 70.0]
 
 
-@pytest.mark.parametrize(("asked", "served"), [("0", 1), ("-5", 1), ("30", 30), ("999999", 60), (None, 60)])
+@pytest.mark.parametrize(("asked", "served"), [("0", 1), ("-5", 1), ("30", 30), ("999999", 90 * 24 * 60), (None, 60)])
 def test_minutes_are_clamped(alice, box, ingest, asked, served):
     feed(ingest, box, 1, seconds_ago=5)
     params = {} if asked is None else {"minutes": asked}

@@ -272,3 +272,12 @@ def test_the_error_is_one_line_of_json(ingest, box):
 def test_unknown_slug_leaves_servers_untouched(ingest, box):
     ingest.post("gpu-box-99", samples.body(T0), token=box.token)
     assert MonitoredServer.objects.count() == 1
+
+
+def test_a_database_fault_that_is_not_the_samples_is_503_so_the_agent_retries(ingest, box):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE monitoring_gpusample RENAME COLUMN fan_percent TO fan_percent_old")
+    response = ingest.send(box, samples.body(T0))
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert counts() == (0, 0, 0)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import MonitoredServer
+from .models import MonitoredServer, RetentionPolicy
 
 
 @admin.register(MonitoredServer)
@@ -32,3 +32,16 @@ class MonitoredServerAdmin(admin.ModelAdmin):
     @admin.action(description="Enable: accept their samples")
     def enable(self, request, queryset):
         queryset.update(is_active=True)
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    # The tiers are fixed; a DBA only changes how long each keeps its data.
+    list_display = ("tier", "days", "updated_at")
+    fields = ("tier", "days")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("tier",) if obj else ()
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,60 +1,49 @@
 """History of one server over a window, downsampled to at most MONITORING_HISTORY_MAX_POINTS.
 
-From raw rows, consecutive samples are grouped `stride` at a time (the number of raw
-samples a point stands for): each point carries the averages of its group, the
-group's first timestamp and its most frequent bottleneck.
+The source is the finest that fits: raw rows when the window holds few enough samples
+(consecutive samples then grouped `stride` at a time), else the 1-minute or the 1-hour
+tier, re-bucketed on the fly to a round resolution (UTC buckets). The part of the
+window a tier has not rolled up yet is read from the next finer tier and, last, from
+raw rows, so the newest point is never stale. The same SQL serves continuous
+aggregates and rollup tables: they have the same names and columns.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from . import tiers
+from .bottleneck import LABELS
 from .models import MonitoredServer
 
-SOURCES = ("auto", "raw")
+SOURCES = ("auto", "raw", "1m", "1h")
+# Resolutions a re-bucketed point may have, in seconds.
+STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
+DEFAULT_INTERVAL_SECONDS = 2.0
 
-SNAPSHOT_METRICS = (
-    "cpu_usage_percent",
-    "cpu_iowait_percent",
-    "memory_percent",
-    "swap_percent",
-    "disk_read_bps",
-    "disk_write_bps",
-    "disk_util_percent",
-    "gpu_top_util_percent",
-    "network_rx_bps",
-    "network_tx_bps",
-)
-GPU_METRICS = ("utilization_gpu_percent", "memory_percent", "temperature_c", "power_w")
-DISK_METRICS = ("read_bps", "write_bps", "util_percent")
+SNAPSHOT_METRICS = tiers.SNAPSHOT.metrics
+GPU_METRICS = tiers.GPU.metrics
+DISK_METRICS = tiers.DISK.metrics
 
-_GROUPS = """
-SELECT collected_at, (row_number() OVER (ORDER BY collected_at) - 1) / %(stride)s AS g{extra}
+RAW_SNAPSHOTS_SQL = f"""
+SELECT collected_at, extract(epoch FROM collected_at)::float8, {", ".join(SNAPSHOT_METRICS)}, bottleneck_label
 FROM monitoring_snapshot
 WHERE server_id = %(server)s AND collected_at > %(start)s AND collected_at <= %(end)s
-"""
-RAW_POINTS_SQL = f"""
-WITH s AS ({_GROUPS.format(extra="".join(f", {m}" for m in SNAPSHOT_METRICS) + ", bottleneck_label")})
-SELECT g, min(collected_at), {", ".join(f"avg({m})" for m in SNAPSHOT_METRICS)},
-       mode() WITHIN GROUP (ORDER BY bottleneck_label)
-FROM s GROUP BY g ORDER BY g
+ORDER BY collected_at DESC LIMIT %(limit)s
 """
 RAW_DEVICES_SQL = """
-WITH s AS ({groups})
-SELECT s.g, d.{key}, {metrics}
-FROM s JOIN {table} d ON d.server_id = %(server)s AND d.collected_at = s.collected_at
-    AND d.collected_at > %(start)s AND d.collected_at <= %(end)s
-GROUP BY s.g, d.{key} ORDER BY s.g, d.{key}
+SELECT extract(epoch FROM collected_at)::float8, {key}, {metrics} FROM {table}
+WHERE server_id = %(server)s AND collected_at >= %(start)s AND collected_at <= %(end)s
+ORDER BY collected_at, {key}
 """
-RAW_COUNT_SQL = """
-SELECT count(*) FROM monitoring_snapshot
-WHERE server_id = %(server)s AND collected_at > %(start)s AND collected_at <= %(end)s
-"""
+# Up to this many seconds per point, raw rows are bucketed on the fly (a window of a few
+# hours at most); beyond it the 1-minute tier is cheaper and as fine as needed.
+RAW_MAX_RESOLUTION_SECONDS = 10.0
 
 
 class HistoryRequestError(ValueError):
@@ -80,42 +69,169 @@ def parse_source(value: str | None) -> str:
 
 def history_for(server: MonitoredServer, minutes_param: str | None, source_param: str | None) -> dict:
     minutes = parse_minutes(minutes_param)
-    parse_source(source_param)
+    source = parse_source(source_param)
     end = timezone.now()
     start = end - timedelta(minutes=minutes)
-    points, stride = raw_points(server.id, start, end, settings.MONITORING_HISTORY_MAX_POINTS)
-    return {"minutes": minutes, "point_count": len(points), "stride": stride, "source": "raw", "points": points}
+    max_points = settings.MONITORING_HISTORY_MAX_POINTS
+    interval = server.sample_interval_seconds or DEFAULT_INTERVAL_SECONDS
+    wanted = minutes * 60 / max_points  # seconds per point that would fit
+    if source == "auto":
+        source = auto_source(wanted)
+    if source == "raw":
+        stride = max(1, math.ceil(wanted / interval))
+        resolution = stride * interval
+        if stride == 1:
+            points = raw_points(server.id, start, end, max_points)
+        else:
+            points = tier_points(server.id, "raw", resolution, start, end)
+    else:
+        resolution = max(tiers.WIDTH[source].total_seconds(), step_for(wanted))
+        points = tier_points(server.id, source, resolution, start, end)
+        stride = max(1, round(resolution / interval))
+    return {
+        "minutes": minutes,
+        "point_count": len(points),
+        "stride": stride,
+        "source": source,
+        "resolution_seconds": resolution,
+        "points": points,
+    }
 
 
-def raw_points(server_id: int, start: datetime, end: datetime, max_points: int) -> tuple[list[dict], int]:
-    params = {"server": server_id, "start": start, "end": end}
+def auto_source(seconds_per_point: float) -> str:
+    """The finest source that fits: raw rows, then the 1-minute tier, then the 1-hour tier."""
+    if seconds_per_point <= RAW_MAX_RESOLUTION_SECONDS:
+        return "raw"
+    return "1m" if step_for(seconds_per_point) < 3600 else "1h"
+
+
+def step_for(seconds: float) -> int:
+    return next((step for step in STEPS if step >= seconds), STEPS[-1])
+
+
+def raw_points(server_id: int, start: datetime, end: datetime, limit: int) -> list[dict]:
+    """Samples as they are (stride 1): the newest `limit` of the window, oldest first."""
+    params = {"server": server_id, "start": start, "end": end, "limit": limit}
     with connection.cursor() as cursor:
-        cursor.execute(RAW_COUNT_SQL, params)
-        count = cursor.fetchone()[0]
-        stride = max(1, math.ceil(count / max_points))
-        params["stride"] = stride
-        cursor.execute(RAW_POINTS_SQL, params)
-        rows = cursor.fetchall()
-        gpus = _devices(cursor, params, "monitoring_gpusample", "gpu_index", GPU_METRICS)
-        disks = _devices(cursor, params, "monitoring_disksample", "device", DISK_METRICS)
+        cursor.execute(RAW_SNAPSHOTS_SQL, params)
+        rows = cursor.fetchall()[::-1]
+        if not rows:
+            return []
+        params["start"] = rows[0][0]
+        devices = {}
+        for family in (tiers.GPU, tiers.DISK):
+            cursor.execute(
+                RAW_DEVICES_SQL.format(key=family.key, metrics=", ".join(family.metrics), table=family.raw), params
+            )
+            by_time: dict[float, list[dict]] = {}
+            for row in cursor.fetchall():
+                by_time.setdefault(row[0], []).append({family.key: row[1], **dict(zip(family.metrics, row[2:]))})
+            devices[family.name] = by_time
     points = []
     for row in rows:
-        group = row[0]
-        point = {"collected_at": row[1].isoformat()}
-        point.update(zip(SNAPSHOT_METRICS, row[2:-1]))
+        point = {"collected_at": row[0].isoformat(), **dict(zip(SNAPSHOT_METRICS, row[2:-1]))}
         point["bottleneck"] = row[-1]
-        point["gpus"] = gpus.get(group, [])
-        point["disks"] = disks.get(group, [])
+        point["gpus"] = devices["gpusample"].get(row[1], [])
+        point["disks"] = devices["disksample"].get(row[1], [])
         points.append(point)
-    return points, stride
+    return points
 
 
-def _devices(cursor, params: dict, table: str, key: str, metrics: tuple[str, ...]) -> dict[int, list[dict]]:
-    sql = RAW_DEVICES_SQL.format(
-        groups=_GROUPS.format(extra=""), key=key, table=table, metrics=", ".join(f"avg(d.{m})" for m in metrics)
+# --- tiers ---------------------------------------------------------------------------------
+
+
+def segments(server_id: int, source: str, start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+    """(source, from, to) pieces that cover [start, end]: the tier, then finer tiers, then raw rows."""
+    if source == "raw":
+        return [("raw", start, end)]
+    horizon = tiers.horizons(server_id)
+    chain = ["1h", "1m"] if source == "1h" else ["1m"]
+    pieces, cursor = [], start
+    for i, tier in enumerate(chain):
+        done = horizon[tier]
+        # A coarser tier cannot be ahead of the finer one it is built from.
+        for finer in chain[i + 1 :]:
+            if done is not None and horizon[finer] is not None:
+                done = min(done, horizon[finer])
+        if done is None or done <= cursor:
+            continue
+        upto = min(done, end)
+        pieces.append((tier, cursor, upto))
+        cursor = upto
+    if cursor < end:
+        pieces.append(("raw", cursor, end))
+    return pieces
+
+
+def _part(family: tiers.Family, piece: tuple[str, datetime, datetime], index: int) -> str:
+    """One piece as rows of (b, n, s_<m>, w_<m>, x_<m>[, bn_<label>]) at the point resolution."""
+    kind = piece[0]
+    key = f"{family.key}, " if family.key else ""
+    if kind == "raw":
+        cols = ["time_bucket(%(res)s::interval, collected_at) AS b", "1::bigint AS n"]
+        for m in family.metrics:
+            cols += [f"{m} AS s_{m}", f"({m} IS NOT NULL)::int AS w_{m}", f"{m} AS x_{m}"]
+        if family.labels:
+            cols += [f"(bottleneck_label = '{label}')::int AS {tiers.label_column(label)}" for label in LABELS]
+        where = f"collected_at >= %(from_{index})s AND collected_at <= %(to_{index})s"
+        return f"SELECT {key}{', '.join(cols)} FROM {family.raw} WHERE server_id = %(server)s AND {where}"
+    cols = ["time_bucket(%(res)s::interval, bucket) AS b", "sample_count AS n"]
+    for m in family.metrics:
+        cols += [
+            f"{m}_avg * sample_count AS s_{m}",
+            f"CASE WHEN {m}_avg IS NULL THEN 0 ELSE sample_count END AS w_{m}",
+            f"{m}_max AS x_{m}",
+        ]
+    if family.labels:
+        cols += [tiers.label_column(label) for label in LABELS]
+    return (
+        f"SELECT {key}{', '.join(cols)} FROM {family.relation(kind)} "
+        f"WHERE server_id = %(server)s AND bucket >= %(from_{index})s AND bucket < %(to_{index})s"
     )
-    cursor.execute(sql, params)
-    by_group: dict[int, list[dict]] = {}
-    for row in cursor.fetchall():
-        by_group.setdefault(row[0], []).append({key: row[1], **dict(zip(metrics, row[2:]))})
-    return by_group
+
+
+def tier_sql(family: tiers.Family, pieces) -> str:
+    union = " UNION ALL ".join(_part(family, piece, i) for i, piece in enumerate(pieces))
+    key = f"{family.key}, " if family.key else ""
+    # Epoch seconds, not timestamps: parsing thousands of timestamps costs more than the query.
+    cols = ["extract(epoch FROM b)::float8"]
+    for m in family.metrics:
+        cols += [f"sum(s_{m}) / NULLIF(sum(w_{m}), 0)"]
+    if family.labels:
+        cols += [f"sum({tiers.label_column(label)})" for label in LABELS]
+    order = f"b, {family.key}" if family.key else "b"
+    return f"SELECT {key}{', '.join(cols)} FROM ({union}) parts GROUP BY {key}b ORDER BY {order}"
+
+
+def tier_points(server_id: int, source: str, resolution: float, start: datetime, end: datetime) -> list[dict]:
+    pieces = segments(server_id, source, start, end)
+    params = {"server": server_id, "res": timedelta(seconds=resolution)}
+    for i, (_, lo, hi) in enumerate(pieces):
+        params[f"from_{i}"], params[f"to_{i}"] = lo, hi
+    with connection.cursor() as cursor:
+        cursor.execute(tier_sql(tiers.SNAPSHOT, pieces), params)
+        rows = cursor.fetchall()
+        devices = {}
+        for family in (tiers.GPU, tiers.DISK):
+            cursor.execute(tier_sql(family, pieces), params)
+            by_bucket: dict[float, list[dict]] = {}
+            for row in cursor.fetchall():
+                by_bucket.setdefault(row[1], []).append({family.key: row[0], **dict(zip(family.metrics, row[2:]))})
+            devices[family.name] = by_bucket
+    points = []
+    metric_count = len(SNAPSHOT_METRICS)
+    for row in rows:
+        bucket = row[0]
+        counts = row[1 + metric_count :]
+        when = datetime.fromtimestamp(bucket, UTC).isoformat()
+        point = {"collected_at": when, **dict(zip(SNAPSHOT_METRICS, row[1 : 1 + metric_count]))}
+        point["bottleneck"] = _most_frequent(counts)
+        point["gpus"] = devices["gpusample"].get(bucket, [])
+        point["disks"] = devices["disksample"].get(bucket, [])
+        points.append(point)
+    return points
+
+
+def _most_frequent(counts) -> str | None:
+    best = max(range(len(LABELS)), key=lambda i: counts[i] or 0)
+    return LABELS[best] if counts[best] else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -66,7 +66,9 @@ def ingest_metrics(request: HttpRequest, server_slug: str) -> JsonResponse:
         return response
     try:
         return _ingest(request, server_slug)
-    except (OperationalError, InterfaceError) as exc:
+    except DatabaseError as exc:
+        # Unreachable, or refusing for reasons of its own (e.g. a schema behind the code):
+        # not the sample's fault, so the agent keeps it and retries.
         log.warning("ingest: database unavailable: %s", exc)
         response = error(503, "the database is unavailable; retry later")
         response["Retry-After"] = str(settings.MONITORING_RETRY_AFTER_SECONDS)
@@ -99,9 +101,7 @@ def _ingest(request: HttpRequest, server_slug: str) -> JsonResponse:
 
     try:
         snapshot, created = store_sample(server.id, sample, sample.agent, now)
-    except DatabaseError as exc:
-        if isinstance(exc, (OperationalError, InterfaceError)):
-            raise
+    except (DataError, IntegrityError) as exc:
         # A value the validator let through but the database refused: the sample's fault.
         log.warning("ingest: %s refused by the database: %s", server.slug, exc)
         return error(400, "sample: refused by the database; check the values' ranges")

@@ -234,6 +234,34 @@ class DiskSample(models.Model):
         ]
 
 
+class RetentionPolicy(models.Model):
+    """How long one tier keeps its data; applied by the retention task with drop_chunks."""
+
+    TIER_CHOICES = [("raw", "raw samples"), ("1m", "1-minute tier"), ("1h", "1-hour tier")]
+    DEFAULT_DAYS = {"raw": 14, "1m": 90, "1h": 730}
+
+    tier = models.CharField(max_length=8, primary_key=True, choices=TIER_CHOICES)
+    days = models.PositiveIntegerField(help_text="Data older than this many days is dropped.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retention policies"
+        ordering = ["tier"]
+
+    def __str__(self) -> str:
+        return f"{self.tier}: {self.days} days"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .retention import RetentionError, check_policy
+
+        try:
+            check_policy(self.tier, self.days)
+        except RetentionError as exc:
+            raise ValidationError({"days": str(exc)}) from None
+
+
 SAMPLE_TABLES = ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample")
 
 

@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from . import retention, tiers
 from .classification import classify_pending, servers_with_stale_pending
 from .queue import clear_pending
 
@@ -34,3 +35,20 @@ def sweep_unclassified() -> int:
     if servers:
         log.info("sweeper: classification requested for %d server(s)", len(servers))
     return len(servers)
+
+
+@shared_task
+def refresh_tiers() -> dict:
+    """Roll up settled dirty buckets (rollup tables; continuous aggregates refresh themselves)."""
+    if tiers.installed_backend() != "rollup":
+        return {}
+    return tiers.refresh_rollups()
+
+
+@shared_task
+def apply_retention() -> int:
+    """Drop the chunks past each tier's retention policy."""
+    dropped = retention.apply()
+    if dropped:
+        log.info("retention: dropped %d chunk(s), %d bytes", len(dropped), sum(c.bytes for c in dropped))
+    return len(dropped)

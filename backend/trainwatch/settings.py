@@ -9,6 +9,7 @@ from .env import (
     broker_url,
     database_from_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_str,
@@ -153,6 +154,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.sweep_unclassified",
         "schedule": float(env_int("MONITORING_SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
     },
+    "refresh-tiers": {
+        "task": "monitoring.tasks.refresh_tiers",
+        "schedule": float(env_int("MONITORING_TIER_REFRESH_SECONDS", 60, minimum=1)),
+    },
+    "apply-retention": {
+        "task": "monitoring.tasks.apply_retention",
+        "schedule": float(env_int("MONITORING_RETENTION_INTERVAL_SECONDS", 3600, minimum=60)),
+    },
 }
 
 # --- TrainWatch ----------------------------------------------------------------
@@ -166,8 +175,16 @@ MONITORING_FUTURE_TOLERANCE_SECONDS = env_int("MONITORING_FUTURE_TOLERANCE_SECON
 MONITORING_SWEEP_GRACE_SECONDS = env_int("MONITORING_SWEEP_GRACE_SECONDS", 10, minimum=0)
 # Retry-After sent with 503 while the database is unreachable.
 MONITORING_RETRY_AFTER_SECONDS = env_int("MONITORING_RETRY_AFTER_SECONDS", 5, minimum=1)
-# The longest window /api/metrics/history/ serves, and the most points it returns.
-MONITORING_MAX_HISTORY_MINUTES = env_int("MONITORING_MAX_HISTORY_MINUTES", 60, minimum=1)
+# The longest window /api/metrics/history/ serves (90 days), and the most points it returns.
+MONITORING_MAX_HISTORY_MINUTES = env_int("MONITORING_MAX_HISTORY_MINUTES", 90 * 24 * 60, minimum=1)
 MONITORING_HISTORY_MAX_POINTS = env_int("MONITORING_HISTORY_MAX_POINTS", 1000, minimum=10)
+# Tiers: continuous aggregates where the edition has them (auto), or rollup tables.
+MONITORING_TIER_BACKEND = env_choice("MONITORING_TIER_BACKEND", "auto", ("auto", "continuous", "rollup"))
+# How far back late samples (a spool replayed after an outage) are still rolled up.
+MONITORING_TIER_LATE_DAYS = env_int("MONITORING_TIER_LATE_DAYS", 2, minimum=1)
+# Rollup tables: a bucket is rolled once it ended this long ago.
+MONITORING_TIER_SETTLE_SECONDS = env_int("MONITORING_TIER_SETTLE_SECONDS", 30, minimum=0)
+# Full edition: raw chunks older than this are compressed.
+MONITORING_COMPRESS_AFTER_DAYS = env_int("MONITORING_COMPRESS_AFTER_DAYS", 7, minimum=1)
 # Redis key prefix for "classification pending" markers (one per server).
 MONITORING_REDIS_PREFIX = env_str("MONITORING_REDIS_PREFIX", "trainwatch")

@@ -1,0 +1,312 @@
+"""Realistic synthetic history for demos and benchmarks (used by `manage.py seed_history`).
+
+A node's days follow a working pattern: training runs start mostly in working hours;
+each run loads data (CPU-bound), trains (GPU-bound, with checkpoint writes that make it
+IO-bound, power-capped stretches, evaluation), and sometimes ends with its process still
+holding GPU memory; nights and weekends are mostly idle. Every bottleneck label occurs.
+Each sample carries the label of the phase it was generated for, with numbers that the
+classifier reads the same way.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .bottleneck import RULES_VERSION
+
+
+@dataclass(frozen=True)
+class Phase:
+    label: str
+    gpu_util: tuple[float, float]
+    gpu_memory: tuple[float, float]
+    cpu: tuple[float, float]
+    iowait: tuple[float, float]
+    disk_util: tuple[float, float]
+    memory: tuple[float, float]
+    swap: tuple[float, float] = (0.0, 0.0)
+    power_share: tuple[float, float] = (0.3, 0.6)  # of the power limit
+    read_mbps: tuple[float, float] = (5.0, 50.0)
+    write_mbps: tuple[float, float] = (1.0, 10.0)
+    throttle: tuple[str, ...] = ()
+    process: bool = True
+    reason: str = ""
+
+
+PHASES = {
+    "loading": Phase(
+        "cpu-bound",
+        (15, 40),
+        (30, 60),
+        (88, 99),
+        (1, 5),
+        (30, 60),
+        (55, 70),
+        read_mbps=(200, 600),
+        reason="GPU waits on data loading: CPU saturated",
+    ),
+    "training": Phase(
+        "gpu-bound",
+        (92, 100),
+        (75, 92),
+        (35, 60),
+        (1, 4),
+        (15, 40),
+        (60, 75),
+        power_share=(0.7, 0.93),
+        read_mbps=(100, 400),
+        reason="GPU saturated while CPU and disk are lower",
+    ),
+    "throttled": Phase(
+        "gpu-throttled",
+        (93, 100),
+        (75, 92),
+        (35, 55),
+        (1, 4),
+        (15, 35),
+        (60, 75),
+        power_share=(0.985, 1.0),
+        throttle=("sw_power_cap",),
+        read_mbps=(100, 300),
+        reason="GPU held at its power limit",
+    ),
+    "checkpoint": Phase(
+        "io-bound",
+        (10, 45),
+        (75, 92),
+        (20, 40),
+        (25, 45),
+        (88, 100),
+        (60, 75),
+        write_mbps=(800, 1800),
+        reason="checkpoint writes saturate the disk",
+    ),
+    "evaluation": Phase(
+        "balanced",
+        (72, 86),
+        (60, 80),
+        (40, 65),
+        (2, 6),
+        (30, 60),
+        (60, 72),
+        power_share=(0.5, 0.8),
+        reason="no resource saturated",
+    ),
+    "swapping": Phase(
+        "memory-bound",
+        (10, 40),
+        (60, 80),
+        (50, 80),
+        (5, 15),
+        (40, 70),
+        (96, 99.5),
+        swap=(25, 60),
+        reason="host memory full, swapping",
+    ),
+    "held": Phase(
+        "gpu-idle-held",
+        (0, 1),
+        (60, 85),
+        (1, 5),
+        (0, 1),
+        (0, 3),
+        (40, 55),
+        power_share=(0.15, 0.2),
+        reason="GPU memory held at 0% utilization",
+    ),
+    "idle": Phase(
+        "idle",
+        (0, 1),
+        (0, 1),
+        (1, 6),
+        (0, 1),
+        (0, 4),
+        (15, 30),
+        power_share=(0.12, 0.16),
+        process=False,
+        read_mbps=(0, 1),
+        write_mbps=(0, 1),
+        reason="nothing is busy",
+    ),
+}
+
+
+@dataclass
+class Row:
+    at: datetime
+    phase: Phase
+    snapshot: list
+    gpus: list[list] = field(default_factory=list)
+    disks: list[list] = field(default_factory=list)
+
+
+def schedule(start: datetime, end: datetime, rng: random.Random) -> Iterator[tuple[datetime, datetime, str]]:
+    """(from, to, phase name) covering [start, end) without gaps."""
+    t = start
+    while t < end:
+        working = t.weekday() < 5 and 8 <= t.hour < 20
+        if rng.random() < (0.8 if working else 0.25):
+            run = _run(t, rng)
+            yield from run
+            t = run[-1][1]
+        else:
+            idle = timedelta(minutes=rng.uniform(20, 120 if working else 300))
+            yield t, t + idle, "idle"
+            t += idle
+
+
+def _run(t: datetime, rng: random.Random) -> list[tuple[datetime, datetime, str]]:
+    """One training run: loading, training with checkpoints and evaluations, perhaps a held GPU."""
+    pieces = [("loading", rng.uniform(3, 10))]
+    for _ in range(rng.randint(2, 10)):
+        pieces.append(("throttled" if rng.random() < 0.2 else "training", rng.uniform(20, 40)))
+        pieces.append(("checkpoint", rng.uniform(1, 3)))
+        if rng.random() < 0.4:
+            pieces.append(("evaluation", rng.uniform(3, 8)))
+        if rng.random() < 0.05:
+            pieces.append(("swapping", rng.uniform(2, 6)))
+    if rng.random() < 0.35:
+        pieces.append(("held", rng.uniform(10, 45)))
+    run = []
+    for name, minutes in pieces:
+        run.append((t, t + timedelta(minutes=minutes), name))
+        t += timedelta(minutes=minutes)
+    return run
+
+
+class Generator:
+    """Samples of one node every `interval` seconds, with counters that only grow."""
+
+    def __init__(self, server_id: int, gpus: int, disks: int, interval: float, seed: int = 0):
+        self.server_id, self.gpu_count, self.interval = server_id, gpus, interval
+        self.rng = random.Random(seed)
+        self.devices = ["nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "sde", "sdf"][:disks]
+        self.disk_totals = {d: [10**11, 10**10, 10**6, 10**5, 10**6] for d in self.devices}
+        self.net = [10**11, 10**10]
+        self.memory_total = 256 * 2**30
+        self.gpu_memory_total = 80 * 2**30
+
+    def _uniform(self, bounds: tuple[float, float]) -> float:
+        return self.rng.uniform(*bounds)
+
+    def rows(self, start: datetime, end: datetime) -> Iterator[Row]:
+        step, at = timedelta(seconds=self.interval), start
+        for _, hi, name in schedule(start, end, self.rng):
+            phase = PHASES[name]
+            while at < hi and at < end:
+                yield self._row(at, phase)
+                at += step
+
+    def _row(self, at: datetime, phase: Phase) -> Row:
+        u, rng, dt = self._uniform, self.rng, self.interval
+        cpu, iowait = u(phase.cpu), u(phase.iowait)
+        memory, swap = u(phase.memory), u(phase.swap)
+        disks, reads, writes, utils = [], 0.0, 0.0, []
+        share = 1.0 / max(1, len(self.devices))
+        for index, device in enumerate(self.devices):
+            busy = u(phase.disk_util) if index == 0 else u(phase.disk_util) * 0.3
+            read = u(phase.read_mbps) * 1e6 * (1.0 if index == 0 else share)
+            write = u(phase.write_mbps) * 1e6 * (1.0 if index == 0 else share)
+            totals = self.disk_totals[device]
+            totals[0] += int(read * dt)
+            totals[1] += int(write * dt)
+            totals[2] += int(read / 131072 * dt)
+            totals[3] += int(write / 131072 * dt)
+            totals[4] += int(busy * 10 * dt)
+            disks.append([self.server_id, at, device, *totals, read, write, busy])
+            reads, writes = reads + read, writes + write
+            utils.append(busy)
+        rx, tx = u((1, 400)) * 1e6, u((1, 50)) * 1e6
+        self.net[0] += int(rx * dt)
+        self.net[1] += int(tx * dt)
+        gpus, top = [], 0.0
+        for index in range(self.gpu_count):
+            util = min(100.0, u(phase.gpu_util))
+            mem = u(phase.gpu_memory)
+            limit = 400.0
+            power = limit * min(1.0, u(phase.power_share))
+            top = max(top, util)
+            throttle = list(phase.throttle) if phase.throttle else (["gpu_idle"] if util < 1 else [])
+            gpus.append(
+                [
+                    self.server_id,
+                    at,
+                    index,
+                    "NVIDIA A100-SXM4-80GB",
+                    f"GPU-{self.server_id:08x}-{index:04x}",
+                    util,
+                    util * 0.7,
+                    self.gpu_memory_total,
+                    int(self.gpu_memory_total * mem / 100),
+                    mem,
+                    u((35, 45)) + util * 0.35,
+                    power,
+                    limit,
+                    f"[{', '.join(chr(34) + r + chr(34) for r in throttle)}]",
+                    '[{"pid": 4242, "name": "python", "user": "ml", "type": "compute"}]'
+                    if phase.process and mem > 5
+                    else "[]",
+                ]
+            )
+        confidence = round(0.7 + rng.random() * 0.28, 2)
+        snapshot = [
+            self.server_id,
+            at,
+            at,
+            cpu,
+            cpu * 0.7,
+            cpu * 0.2,
+            iowait,
+            cpu / 100 * 64,
+            cpu / 100 * 60,
+            cpu / 100 * 58,
+            2800.0,
+            64,
+            32,
+            self.memory_total,
+            int(self.memory_total * memory / 100),
+            int(self.memory_total * (100 - memory) / 100),
+            memory,
+            64 * 2**30,
+            int(64 * 2**30 * swap / 100),
+            swap,
+            self.net[0],
+            self.net[1],
+            rx,
+            tx,
+            rng.randint(380, 460),
+            reads,
+            writes,
+            max(utils) if utils else None,
+            self.gpu_count,
+            top if self.gpu_count else None,
+            phase.label,
+            confidence,
+            phase.reason,
+            RULES_VERSION,
+            at,
+        ]
+        return Row(at, phase, snapshot, gpus, disks)
+
+
+SNAPSHOT_COLUMNS = (
+    "server_id, collected_at, received_at, cpu_usage_percent, cpu_user_percent, cpu_system_percent, "
+    "cpu_iowait_percent, cpu_load_1, cpu_load_5, cpu_load_15, cpu_frequency_mhz, cpu_count_logical, "
+    "cpu_count_physical, memory_total_bytes, memory_used_bytes, memory_available_bytes, memory_percent, "
+    "swap_total_bytes, swap_used_bytes, swap_percent, network_rx_bytes_total, network_tx_bytes_total, "
+    "network_rx_bps, network_tx_bps, process_count, disk_read_bps, disk_write_bps, disk_util_percent, "
+    "gpu_count, gpu_top_util_percent, bottleneck_label, bottleneck_confidence, bottleneck_reason, "
+    "bottleneck_rules_version, classified_at"
+)
+GPU_COLUMNS = (
+    "server_id, collected_at, gpu_index, name, uuid, utilization_gpu_percent, utilization_memory_percent, "
+    "memory_total_bytes, memory_used_bytes, memory_percent, temperature_c, power_w, power_limit_w, "
+    "throttle_reasons, processes"
+)
+DISK_COLUMNS = (
+    "server_id, collected_at, device, read_bytes_total, write_bytes_total, read_count_total, write_count_total, "
+    "busy_time_ms_total, read_bps, write_bps, util_percent"
+)
