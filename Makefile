@@ -30,6 +30,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 .PHONY: venv
 venv: $(VENV)/.installed ## Python packages into .venv (pinned)
 
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q nodejs npm; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: frontend
+frontend: node_modules/.installed ## Front-end libraries from npm (uPlot), served by Django
+
+.PHONY: chromium
+chromium: ## Debian's Chromium for the browser tests (Playwright drives it; it downloads none)
+	@[ -x /usr/bin/chromium ] || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
+
 .PHONY: services
 services: ## TimescaleDB and Redis up and reachable (installs what is missing)
 	@scripts/services.sh
@@ -39,7 +53,7 @@ migrate: venv services ## Apply database migrations
 	$(MANAGE) migrate --no-input
 
 .PHONY: web
-web: venv ## The web app: gunicorn on 127.0.0.1:$(PORT)
+web: venv frontend ## The web app: gunicorn on 127.0.0.1:$(PORT)
 	cd backend && exec ../$(VENV)/bin/gunicorn trainwatch.wsgi --bind 127.0.0.1:$(PORT) \
 		--workers $(WEB_WORKERS) --access-logfile - --timeout 30
 
@@ -52,7 +66,7 @@ beat: venv ## Celery beat (sweeper, tier refresh, retention schedule)
 	$(CELERY) beat --loglevel INFO --schedule /tmp/trainwatch-celerybeat-schedule
 
 .PHONY: test
-test: venv services ## Install what is needed, then run the whole test suite
+test: venv frontend chromium services ## Install what is needed, then run the whole test suite
 	$(VENV)/bin/pytest
 
 .PHONY: lint

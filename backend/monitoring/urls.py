@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api, ingest
+from . import api, ingest, views
 
 urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
     path("api/servers/", api.servers_view, name="api-servers"),
     path("api/metrics/latest/", api.latest_view, name="api-metrics-latest"),
     path("api/metrics/history/", api.history_view, name="api-metrics-history"),

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,6 +125,25 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Front-end libraries come from npm (package.json, installed by `make frontend`), never copied by hand.
+STATICFILES_DIRS = [("vendor/uplot", PROJECT_DIR / "node_modules" / "uplot" / "dist")]
+# Production runs collectstatic and serves hashed, compressed files; elsewhere whitenoise
+# serves straight from the app and npm folders.
+DJANGO_STATIC_MANIFEST = env_bool("DJANGO_STATIC_MANIFEST", False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if DJANGO_STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not DJANGO_STATIC_MANIFEST
+if not DJANGO_STATIC_MANIFEST:
+    # Whitenoise also looks in STATIC_ROOT; an empty one spares a warning at every start.
+    STATIC_ROOT.mkdir(exist_ok=True)
 
 LOGGING = {
     "version": 1,
