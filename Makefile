@@ -81,3 +81,15 @@ bench-ingest: venv services ## Ingest throughput over HTTP vs COPY into the hype
 .PHONY: bench-agent
 bench-agent: venv ## Agent CPU and RSS per sample vs prometheus-node-exporter (3 min)
 	$(PY) bench/agent.py
+
+.PHONY: bench-api
+bench-api: venv services ## Dashboard API latency at 100 k, 1 M and 10 M snapshots (100 servers)
+	$(PY) bench/api.py
+
+.PHONY: bench-history
+bench-history: venv services ## History from tiers vs raw over 30 and 90 days; ingest with tier refresh on/off
+	$(PY) bench/history.py
+
+.PHONY: bench-page
+bench-page: venv frontend chromium services ## Dashboard page: time until every chart is drawn, bytes transferred
+	$(PY) bench/page.py

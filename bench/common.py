@@ -117,6 +117,10 @@ class Processes:
             "/tmp/trainwatch-bench-worker.log",
         )
 
+    def beat(self, env: dict) -> None:
+        self.start([str(VENV_BIN / "celery"), "-A", "trainwatch", "beat", "--loglevel", "WARNING",
+                    "--schedule", "/tmp/trainwatch-bench-beat-schedule"], env, "/tmp/trainwatch-bench-beat.log")
+
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:

@@ -115,10 +115,13 @@ def register_servers(count: int) -> list[tuple[str, str]]:
 def reset_database() -> None:
     from django.db import connection
 
+    from monitoring import tiers
+
+    relations = [f.relation(t) for t in tiers.TIERS for f in tiers.FAMILIES]
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, "
-            "monitoring_monitoredserver CASCADE"
+            "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_tierdirty, "
+            f"monitoring_monitoredserver, {', '.join(relations)} CASCADE"
         )
 
 
@@ -229,6 +232,30 @@ def copy_ceiling(servers, samples_count: int) -> float:
     return samples_count / (time.perf_counter() - began)
 
 
+def measure_ingest(env: dict, duration: int, connections: int, threads: int, server_count: int, web_workers: int,
+                   worker_concurrency: int = 1, beat: bool = False) -> tuple[dict, dict, dict]:
+    """HTTP ingest with a Celery worker (and beat, refreshing tiers, when asked): throughput,
+    latency, classification lag and CPU by process. Starts and ends with an empty database."""
+    reset_database()
+    servers = register_servers(server_count)
+    procs = Processes()
+    try:
+        base_url = procs.web(env, web_workers)
+        procs.worker(env, worker_concurrency)
+        if beat:
+            # Refresh more often than the default minute so that a short run sees several refreshes.
+            procs.beat({**env, "MONITORING_TIER_REFRESH_SECONDS": "10", "MONITORING_TIER_SETTLE_SECONDS": "5"})
+        time.sleep(2)
+        before = cpu_seconds_by_program()
+        http = run_wrk(base_url, servers, duration, connections, threads)
+        cpu = cpu_used_between(before, cpu_seconds_by_program())
+        lag = classification_lag()
+    finally:
+        procs.stop_all()
+    reset_database()
+    return http, lag, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
@@ -238,22 +265,17 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn sync workers (default 4)")
     parser.add_argument("--worker-concurrency", type=int, default=1, help="Celery worker processes (default 1)")
     parser.add_argument("--copy-samples", type=int, default=50000, help="samples for the COPY ceiling")
+    parser.add_argument("--beat", action="store_true", help="run Celery beat too (tier refresh, sweeper)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of tables")
     args = parser.parse_args()
 
     env = setup_environment()
-    reset_database()
+    http, lag, cpu = measure_ingest(env, args.duration, args.connections, args.threads, args.servers,
+                                    args.web_workers, args.worker_concurrency, beat=args.beat)
+    if args.json:
+        print(json.dumps({"rate": http["requests"] / http["seconds"], **http, **lag}))
+        return
     servers = register_servers(args.servers)
-    procs = Processes()
-    try:
-        base_url = procs.web(env, args.web_workers)
-        procs.worker(env, args.worker_concurrency)
-        time.sleep(2)
-        before = cpu_seconds_by_program()
-        http = run_wrk(base_url, servers, args.duration, args.connections, args.threads)
-        cpu = cpu_used_between(before, cpu_seconds_by_program())
-        lag = classification_lag()
-    finally:
-        procs.stop_all()
     copy_rate = copy_ceiling(servers, args.copy_samples)
     reset_database()
 

@@ -1,0 +1,78 @@
+"""manage.py seed_history and manage.py tiers: synthetic history a classifier agrees with, tiers up to date."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from monitoring.bottleneck import LABELS, GpuReading, Reading, classify
+from monitoring.models import MonitoredServer
+from monitoring.synthetic import Generator
+
+pytestmark = pytest.mark.usefixtures("tier_db")
+
+
+def scalar(sql, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def test_it_seeds_every_label_and_leaves_the_tiers_up_to_date():
+    out = StringIO()
+    call_command("seed_history", "demo-01", "--days", "2", "--interval", "10", "--gpus", "4", "--disks", "2",
+                 "--no-progress", stdout=out)
+    server = MonitoredServer.objects.get(slug="demo-01")
+    assert server.snapshot_count == scalar("SELECT count(*) FROM monitoring_snapshot WHERE server_id = %s",
+                                           [server.id])
+    assert 2 * 8640 - 2 <= server.snapshot_count <= 2 * 8640 + 2
+    assert scalar("SELECT count(*) FROM monitoring_gpusample") == 4 * server.snapshot_count
+    assert scalar("SELECT count(*) FROM monitoring_disksample") == 2 * server.snapshot_count
+    labels = {row for row in scalar("SELECT array_agg(DISTINCT bottleneck_label) FROM monitoring_snapshot")}
+    assert labels == set(LABELS)
+    assert scalar("SELECT sum(sample_count) FROM monitoring_snapshot_1m") == server.snapshot_count
+    assert scalar("SELECT sum(sample_count) FROM monitoring_snapshot_1h") == server.snapshot_count
+    assert server.latest_snapshot_at is not None and server.bottleneck_label in LABELS
+    assert "8 bottleneck labels" in out.getvalue()
+
+
+def test_it_refuses_to_seed_over_existing_samples():
+    call_command("seed_history", "demo-02", "--days", "0.1", "--no-progress", stdout=StringIO())
+    with pytest.raises(CommandError, match="already has samples"):
+        call_command("seed_history", "demo-02", "--days", "0.1", "--no-progress", stdout=StringIO())
+
+
+def test_the_classifier_agrees_with_the_generated_labels():
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning: training runs
+    generator = Generator(1, 4, 2, 2.0, seed=random.Random(7).randint(0, 1000))
+    rows = list(generator.rows(start, start + timedelta(days=1)))
+    agree, seen = Counter(), Counter()
+    window: list[Reading] = []
+    for row in rows:
+        snap = row.snapshot
+        gpus = tuple(GpuReading(g[2], util=g[5], memory_percent=g[9], power_w=g[11], power_limit_w=g[12],
+                                throttle_reasons=tuple(() if g[13] == "[]" else ("sw_power_cap",)))
+                     for g in row.gpus)
+        reading = Reading(at=row.at.timestamp(), cpu_usage=snap[3], cpu_iowait=snap[6], memory_percent=snap[16],
+                          swap_percent=snap[19], disk_util=snap[27], gpus=gpus)
+        window = [r for r in window if reading.at - r.at <= 40] + [reading]
+        seen[row.phase.label] += 1
+        agree[row.phase.label] += classify(window).label == row.phase.label
+    for label, count in seen.items():
+        assert agree[label] / count >= 0.8, (label, agree[label], count)
+
+
+def test_tiers_status_and_refresh():
+    call_command("seed_history", "demo-03", "--days", "0.05", "--no-progress", stdout=StringIO())
+    out = StringIO()
+    call_command("tiers", "status", stdout=out)
+    assert "TimescaleDB edition:" in out.getvalue() and "1m: newest bucket" in out.getvalue()
+    out = StringIO()
+    call_command("tiers", "refresh", stdout=out)
+    assert out.getvalue().strip() == "Tiers refreshed."
