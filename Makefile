@@ -44,6 +44,15 @@ chromium: ## Debian's Chromium for the browser tests (Playwright drives it; it d
 	@[ -x /usr/bin/chromium ] || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 
+.PHONY: run
+run: venv frontend services ## The whole system on this machine, watching itself (DEMO=1: demo history too)
+	@scripts/run.sh
+
+.PHONY: test-tools
+test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI to validate docker-compose.yml
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -q && $$sudo apt-get install -y -q docker-compose; }
+
 .PHONY: services
 services: ## TimescaleDB and Redis up and reachable (installs what is missing)
 	@scripts/services.sh
@@ -66,7 +75,7 @@ beat: venv ## Celery beat (sweeper, tier refresh, retention schedule)
 	$(CELERY) beat --loglevel INFO --schedule /tmp/trainwatch-celerybeat-schedule
 
 .PHONY: test
-test: venv frontend chromium services ## Install what is needed, then run the whole test suite
+test: venv frontend test-tools services ## Install what is needed, then run the whole test suite
 	$(VENV)/bin/pytest
 
 .PHONY: lint

@@ -6,6 +6,7 @@ from . import api, ingest, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
     path("api/servers/", api.servers_view, name="api-servers"),
     path("api/metrics/latest/", api.latest_view, name="api-metrics-latest"),
     path("api/metrics/history/", api.history_view, name="api-metrics-history"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from .auth import refuse_page, user_is_allowed
@@ -16,3 +17,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if not user_is_allowed(request.user):
         return refuse_page(request, request.user.email)
     return render(request, "monitoring/dashboard.html", {})
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """For load balancers and container health checks: 200 when the database answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return JsonResponse({"ok": False, "error": "the database is unavailable"}, status=503)
+    return JsonResponse({"ok": True})

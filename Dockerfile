@@ -1,0 +1,28 @@
+# TrainWatch web app and Celery workers: one image, three commands (see docker-compose.yml).
+
+# Front-end libraries come from npm, as in development (package.json + lockfile).
+FROM node:20-bookworm-slim AS frontend
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DJANGO_STATIC_MANIFEST=1
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --create-home --home-dir /app trainwatch
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+COPY backend/ backend/
+COPY --from=frontend /build/node_modules/uplot/dist node_modules/uplot/dist
+# Hashed, compressed static files for whitenoise; the key only satisfies settings at build time.
+RUN DJANGO_SECRET_KEY=collectstatic-only python backend/manage.py collectstatic --no-input -v0 \
+    && chown -R trainwatch:trainwatch /app
+USER trainwatch
+WORKDIR /app/backend
+EXPOSE 8000
+CMD ["gunicorn", "trainwatch.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-", "--timeout", "30"]

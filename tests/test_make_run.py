@@ -1,0 +1,83 @@
+"""`make run`: the whole system in one command, watching this machine; Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, eventually, free_port, process_env, wait_for_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(base: str, email: str, password: str) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{base}/accounts/login/", timeout=10)
+    response = session.post(
+        f"{base}/accounts/login/",
+        data={"login": email, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/accounts/login/"},
+        timeout=10,
+    )
+    assert response.ok and session.get(f"{base}/api/servers/", timeout=10).status_code == 200
+    return session
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_make_run_shows_this_machine_live_and_stops_cleanly(tmp_path):
+    port, run_dir = free_port(), tmp_path / "run"
+    env = process_env(PORT=str(port), TRAINWATCH_RUN_DIR=str(run_dir))
+    env.pop("DJANGO_SETTINGS_MODULE")
+    make = subprocess.Popen(
+        ["make", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=120, proc=make)
+        email, password = eventually(
+            lambda: (run_dir / "login.txt").read_text().split(), timeout=10, message="the local login file"
+        )
+        base = f"http://127.0.0.1:{port}"
+        session = sign_in(base, email, password)
+        slug = next(
+            s["slug"]
+            for s in session.get(f"{base}/api/servers/", timeout=10).json()["servers"]
+            if s["labels"].get("source") == "make-run" or s["hostname"] == os.uname().nodename
+        )
+
+        def latest():
+            response = session.get(f"{base}/api/metrics/latest/", params={"server": slug}, timeout=10)
+            return response.json()["snapshot"] if response.status_code == 200 else None
+
+        snapshot = eventually(latest, timeout=60, message="this machine's samples in /api/metrics/latest/")
+        assert snapshot["cpu"]["usage_percent"] is not None
+        assert 0 < snapshot["memory"]["percent"] <= 100
+        assert snapshot["age_seconds"] < 30
+        assert session.get(f"{base}/", timeout=10).status_code == 200
+    finally:
+        os.killpg(make.pid, signal.SIGINT)
+        output, _ = make.communicate(timeout=60)
+    assert "TrainWatch is running" in output and "Stopped." in output
+    pids = [int(p) for p in (run_dir / "pids").read_text().split()]
+    assert len(pids) == 4
+    time.sleep(0.5)
+    assert not [pid for pid in pids if alive(pid)]
+    leftover = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout.split()
+    assert not leftover
