@@ -67,8 +67,27 @@ def load(ids: list[int], now: datetime, already: int, adding: int) -> None:
             for sid in ids:
                 for k in range(per_server_before, per_server_before + per_server):
                     at = now - STEP * k
-                    copy.write_row([sid, at, at, rng.uniform(20, 60), 2.0, 6.0, 70.0, 0.0, 1e8, 5e6, 60.0, GPUS,
-                                    97.0, "gpu-bound", 0.9, "GPU 97% saturated", 1])
+                    copy.write_row(
+                        [
+                            sid,
+                            at,
+                            at,
+                            rng.uniform(20, 60),
+                            2.0,
+                            6.0,
+                            70.0,
+                            0.0,
+                            1e8,
+                            5e6,
+                            60.0,
+                            GPUS,
+                            97.0,
+                            "gpu-bound",
+                            0.9,
+                            "GPU 97% saturated",
+                            1,
+                        ]
+                    )
         if with_devices:
             with raw.copy(
                 "COPY monitoring_gpusample (server_id, collected_at, gpu_index, name, utilization_gpu_percent, "
@@ -154,20 +173,46 @@ def main() -> None:
         try:
             base = procs.web(env, 2)
             servers = measure(base, cookies, "/api/servers/", args.requests)
-            latest = measure(base, cookies, "/api/metrics/latest/", args.requests,
-                             params=lambda rng: {"server": f"api-{rng.randrange(SERVERS):03d}"})
+            latest = measure(
+                base,
+                cookies,
+                "/api/metrics/latest/",
+                args.requests,
+                params=lambda rng: {"server": f"api-{rng.randrange(SERVERS):03d}"},
+            )
         finally:
             procs.stop_all()
         size = scalar("SELECT hypertable_size('monitoring_snapshot')")
-        rows.append([f"{stage:,}", f"{size / 2**20:,.0f}", f"{servers['median']:.1f}", f"{servers['p99']:.1f}",
-                     f"{latest['median']:.1f}", f"{latest['p99']:.1f}"])
+        rows.append(
+            [
+                f"{stage:,}",
+                f"{size / 2**20:,.0f}",
+                f"{servers['median']:.1f}",
+                f"{servers['p99']:.1f}",
+                f"{latest['median']:.1f}",
+                f"{latest['p99']:.1f}",
+            ]
+        )
     from bench.ingest import reset_database
 
     reset_database()
-    print(f"\nDashboard API benchmark on {machine()}; {SERVERS} servers, 2 gunicorn workers, "
-          f"{args.requests} sequential requests per endpoint\n")
-    print(table(["snapshots", "snapshot table MiB", "/api/servers/ p50 ms", "p99 ms", "/api/metrics/latest/ p50 ms",
-                 "p99 ms"], rows))
+    print(
+        f"\nDashboard API benchmark on {machine()}; {SERVERS} servers, 2 gunicorn workers, "
+        f"{args.requests} sequential requests per endpoint\n"
+    )
+    print(
+        table(
+            [
+                "snapshots",
+                "snapshot table MiB",
+                "/api/servers/ p50 ms",
+                "p99 ms",
+                "/api/metrics/latest/ p50 ms",
+                "p99 ms",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

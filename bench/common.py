@@ -118,8 +118,20 @@ class Processes:
         )
 
     def beat(self, env: dict) -> None:
-        self.start([str(VENV_BIN / "celery"), "-A", "trainwatch", "beat", "--loglevel", "WARNING",
-                    "--schedule", "/tmp/trainwatch-bench-beat-schedule"], env, "/tmp/trainwatch-bench-beat.log")
+        self.start(
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "trainwatch",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--schedule",
+                "/tmp/trainwatch-bench-beat-schedule",
+            ],
+            env,
+            "/tmp/trainwatch-bench-beat.log",
+        )
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):

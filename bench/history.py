@@ -35,8 +35,24 @@ def seed(env: dict, slug: str, days: int) -> None:
         return
     if server:
         server.delete()
-    subprocess.run([sys.executable, str(ROOT / "backend" / "manage.py"), "seed_history", slug, "--days", str(days),
-                    "--interval", "2", "--gpus", "4", "--disks", "2"], check=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "backend" / "manage.py"),
+            "seed_history",
+            slug,
+            "--days",
+            str(days),
+            "--interval",
+            "2",
+            "--gpus",
+            "4",
+            "--disks",
+            "2",
+        ],
+        check=True,
+        env=env,
+    )
     subprocess.run(["psql", env["DATABASE_URL"], "-qc", "ANALYZE"], check=True)
 
 
@@ -65,8 +81,14 @@ def time_history(base: str, cookies: dict, slug: str, minutes: int, source: str,
         began = time.perf_counter()
         session.get(url, params=params, timeout=600).raise_for_status()
         times.append((time.perf_counter() - began) * 1000)
-    return {"median": statistics.median(times), "p95": percentile(times, 95), "points": body["point_count"],
-            "source": body["source"], "resolution": body["resolution_seconds"], "bytes": len(first.content)}
+    return {
+        "median": statistics.median(times),
+        "p95": percentile(times, 95),
+        "points": body["point_count"],
+        "source": body["source"],
+        "resolution": body["resolution_seconds"],
+        "bytes": len(first.content),
+    }
 
 
 def bytes_per_sample() -> list[list[str]]:
@@ -79,8 +101,15 @@ def bytes_per_sample() -> list[list[str]]:
         cursor.execute("SELECT count(*) FROM monitoring_snapshot")
         samples = cursor.fetchone()[0] or 1
         for report in retention.report():
-            rows.append([report.tier, report.relation, f"{report.bytes / 2**20:,.1f}", f"{report.bytes / samples:,.1f}",
-                         f"{report.compression_ratio:.1f}x" if report.compression_ratio else "-"])
+            rows.append(
+                [
+                    report.tier,
+                    report.relation,
+                    f"{report.bytes / 2**20:,.1f}",
+                    f"{report.bytes / samples:,.1f}",
+                    f"{report.compression_ratio:.1f}x" if report.compression_ratio else "-",
+                ]
+            )
     return rows
 
 
@@ -122,17 +151,41 @@ def main() -> None:
                     continue
                 tiered = time_history(base, cookies, slug, minutes, "auto", args.runs)
                 raw = time_history(base, cookies, slug, minutes, "raw", args.raw_runs)
-                results.append([
-                    f"{days} d", label, f"{tiered['source']} @ {tiered['resolution']:g} s", tiered["points"],
-                    f"{tiered['median']:.1f}", f"{tiered['p95']:.1f}", f"{raw['median']:.1f}", f"{raw['p95']:.1f}",
-                    f"{raw['median'] / tiered['median']:.0f}x", f"{tiered['bytes'] / 1024:.0f}",
-                ])
+                results.append(
+                    [
+                        f"{days} d",
+                        label,
+                        f"{tiered['source']} @ {tiered['resolution']:g} s",
+                        tiered["points"],
+                        f"{tiered['median']:.1f}",
+                        f"{tiered['p95']:.1f}",
+                        f"{raw['median']:.1f}",
+                        f"{raw['p95']:.1f}",
+                        f"{raw['median'] / tiered['median']:.0f}x",
+                        f"{tiered['bytes'] / 1024:.0f}",
+                    ]
+                )
     finally:
         procs.stop_all()
 
     print(f"\nHistory benchmark on {machine()}; TimescaleDB {edition} edition, tiers: {backend}\n")
-    print(table(["seeded", "window", "auto source", "points", "tiers p50 ms", "tiers p95 ms", "raw p50 ms",
-                 "raw p95 ms", "raw / tiers", "KiB"], results))
+    print(
+        table(
+            [
+                "seeded",
+                "window",
+                "auto source",
+                "points",
+                "tiers p50 ms",
+                "tiers p95 ms",
+                "raw p50 ms",
+                "raw p95 ms",
+                "raw / tiers",
+                "KiB",
+            ],
+            results,
+        )
+    )
     print("\nBytes on disk\n")
     print(table(["tier", "relation", "MiB", "bytes per sample"], bytes_per_sample()))
 
@@ -140,11 +193,18 @@ def main() -> None:
         rows = []
         for beat in (False, True):
             run = ingest_run(beat, args.ingest_seconds)
-            rows.append(["on: beat refreshes tiers every 10 s" if beat else "off: no tier refresh",
-                         f"{run['rate']:,.0f}", f"{run['p50_ms']:.1f}", f"{run['p99_ms']:.1f}",
-                         f"{run['lag_p95_s']:.2f}"])
+            rows.append(
+                [
+                    "on: beat refreshes tiers every 10 s" if beat else "off: no tier refresh",
+                    f"{run['rate']:,.0f}",
+                    f"{run['p50_ms']:.1f}",
+                    f"{run['p99_ms']:.1f}",
+                    f"{run['lag_p95_s']:.2f}",
+                ]
+            )
         print("\nIngest with tier refresh off and on (bench/ingest.py, 16 connections)\n")
         print(table(["tier refresh", "samples/s", "p50 ms", "p99 ms", "classification lag p95 s"], rows))
+
 
 if __name__ == "__main__":
     main()

@@ -232,8 +232,16 @@ def copy_ceiling(servers, samples_count: int) -> float:
     return samples_count / (time.perf_counter() - began)
 
 
-def measure_ingest(env: dict, duration: int, connections: int, threads: int, server_count: int, web_workers: int,
-                   worker_concurrency: int = 1, beat: bool = False) -> tuple[dict, dict, dict]:
+def measure_ingest(
+    env: dict,
+    duration: int,
+    connections: int,
+    threads: int,
+    server_count: int,
+    web_workers: int,
+    worker_concurrency: int = 1,
+    beat: bool = False,
+) -> tuple[dict, dict, dict]:
     """HTTP ingest with a Celery worker (and beat, refreshing tiers, when asked): throughput,
     latency, classification lag and CPU by process. Starts and ends with an empty database."""
     reset_database()
@@ -270,8 +278,16 @@ def main() -> None:
     args = parser.parse_args()
 
     env = setup_environment()
-    http, lag, cpu = measure_ingest(env, args.duration, args.connections, args.threads, args.servers,
-                                    args.web_workers, args.worker_concurrency, beat=args.beat)
+    http, lag, cpu = measure_ingest(
+        env,
+        args.duration,
+        args.connections,
+        args.threads,
+        args.servers,
+        args.web_workers,
+        args.worker_concurrency,
+        beat=args.beat,
+    )
     if args.json:
         print(json.dumps({"rate": http["requests"] / http["seconds"], **http, **lag}))
         return

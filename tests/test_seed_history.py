@@ -26,11 +26,22 @@ def scalar(sql, params=()):
 
 def test_it_seeds_every_label_and_leaves_the_tiers_up_to_date():
     out = StringIO()
-    call_command("seed_history", "demo-01", "--days", "2", "--interval", "10", "--gpus", "4", "--disks", "2",
-                 "--no-progress", stdout=out)
+    call_command(
+        "seed_history",
+        "demo-01",
+        "--days",
+        "2",
+        "--interval",
+        "10",
+        "--gpus",
+        "4",
+        "--disks",
+        "2",
+        "--no-progress",
+        stdout=out,
+    )
     server = MonitoredServer.objects.get(slug="demo-01")
-    assert server.snapshot_count == scalar("SELECT count(*) FROM monitoring_snapshot WHERE server_id = %s",
-                                           [server.id])
+    assert server.snapshot_count == scalar("SELECT count(*) FROM monitoring_snapshot WHERE server_id = %s", [server.id])
     assert 2 * 8640 - 2 <= server.snapshot_count <= 2 * 8640 + 2
     assert scalar("SELECT count(*) FROM monitoring_gpusample") == 4 * server.snapshot_count
     assert scalar("SELECT count(*) FROM monitoring_disksample") == 2 * server.snapshot_count
@@ -56,11 +67,26 @@ def test_the_classifier_agrees_with_the_generated_labels():
     window: list[Reading] = []
     for row in rows:
         snap = row.snapshot
-        gpus = tuple(GpuReading(g[2], util=g[5], memory_percent=g[9], power_w=g[11], power_limit_w=g[12],
-                                throttle_reasons=tuple(() if g[13] == "[]" else ("sw_power_cap",)))
-                     for g in row.gpus)
-        reading = Reading(at=row.at.timestamp(), cpu_usage=snap[3], cpu_iowait=snap[6], memory_percent=snap[16],
-                          swap_percent=snap[19], disk_util=snap[27], gpus=gpus)
+        gpus = tuple(
+            GpuReading(
+                g[2],
+                util=g[5],
+                memory_percent=g[9],
+                power_w=g[11],
+                power_limit_w=g[12],
+                throttle_reasons=tuple(() if g[13] == "[]" else ("sw_power_cap",)),
+            )
+            for g in row.gpus
+        )
+        reading = Reading(
+            at=row.at.timestamp(),
+            cpu_usage=snap[3],
+            cpu_iowait=snap[6],
+            memory_percent=snap[16],
+            swap_percent=snap[19],
+            disk_util=snap[27],
+            gpus=gpus,
+        )
         window = [r for r in window if reading.at - r.at <= 40] + [reading]
         seen[row.phase.label] += 1
         agree[row.phase.label] += classify(window).label == row.phase.label
