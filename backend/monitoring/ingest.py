@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .models import MonitoredServer
 from .queue import request_classification
 from .responses import error
-from .store import store_sample
+from .store import prepared_cursor, store_sample
 from .validation import SampleError, check_not_in_future, parse_body
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ SELECT id, slug, name, hostname, is_active, token_hash FROM monitoring_monitored
 
 
 def _find_server(slug: str) -> MonitoredServer | None:
-    with connection.cursor() as cursor:
-        cursor.execute(SERVER_SQL, [slug])
+    with prepared_cursor() as cursor:
+        cursor.execute(SERVER_SQL, [slug], prepare=True)
         row = cursor.fetchone()
     if row is None:
         return None

@@ -8,6 +8,8 @@ statement writes the snapshot, its GPU and disk rows and the server's bookkeepin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -157,17 +159,21 @@ class Previous:
     disks: dict[str, dict]
 
 
-def _cursor() -> psycopg.Cursor:
-    # Django's own cursors bind parameters client-side; the hot path wants the server to.
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+@contextmanager
+def prepared_cursor() -> Iterator[psycopg.Cursor]:
+    """A cursor on Django's connection that binds parameters server-side, so that the hot
+    path's statements are parsed and planned once per connection (Django's own cursors bind
+    client-side). psycopg's errors come out as Django's, as from Django's cursors."""
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            yield cursor
 
 
 def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> tuple[dict, bool]:
     """Write one sample atomically; returns (the snapshot as the ingest API shows it, created)."""
     at = sample.collected_at
-    # wrap_database_errors turns psycopg's exceptions into Django's, as Django's own cursors do.
-    with transaction.atomic(), connection.wrap_database_errors, _cursor() as cursor:
+    with transaction.atomic(), prepared_cursor() as cursor:
         previous = _previous(cursor, server_id, at)
         disks = derive_disk_rates(sample.disks, previous, at)
         derived = derive_snapshot_fields(sample, disks, previous, at)

@@ -16,7 +16,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
     if not user_is_allowed(request.user):
         return refuse_page(request, request.user.email)
-    return render(request, "monitoring/dashboard.html", {})
+    config = {"maxHistoryMinutes": settings.MONITORING_MAX_HISTORY_MINUTES}
+    return render(request, "monitoring/dashboard.html", {"dashboard_config": config})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -95,7 +95,10 @@ TEMPLATES = [
 DATABASES = {"default": database_from_url("DATABASE_URL", "postgres://trainwatch:trainwatch@127.0.0.1:5432/trainwatch")}
 # Keep connections between requests; gunicorn's sync workers serve one request at a time.
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# No health check (a `SELECT 1` before every request's first query): after a database
+# restart, the first request of each worker fails (ingest answers 503, so agents retry) and
+# Django replaces the broken connection; in return no request pays the extra round trip.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", "5")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -187,6 +190,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_ACKS_LATE = True
+# Keep database connections across tasks (Celery otherwise opens one per task, and a new
+# PostgreSQL backend costs more than classifying a sample); broken or old ones are closed
+# before each task as Django does between requests (trainwatch/celery.py).
+CELERY_DB_REUSE_MAX = 1000
 # Tasks are idempotent, so one cut off by a lost broker connection is simply redelivered.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Ingest must answer quickly even with the broker gone: fail fast, never block.

@@ -1,0 +1,432 @@
+/* TrainWatch dashboard: the uPlot charts of /api/metrics/history/.
+
+   Charts are built once per server (their series depend on its GPUs and disks) and then only
+   fed new data with setData, so refreshes neither flicker nor lose the zoom. All charts share
+   one cursor (uPlot cursor sync); dragging on any of them zooms all of them. */
+(function () {
+  "use strict";
+  const TW = window.TW;
+  const { fmt, labels, h } = TW;
+
+  const SYNC_KEY = "trainwatch";
+  const PLOT_HEIGHT = 170;
+  const AXIS_SIZE = 66; // the same y axis width everywhere keeps the x axes of all charts aligned
+  // Series colours for up to 8 GPUs or disks; more repeat them dashed.
+  const PALETTE = ["#3b82f6", "#22c55e", "#f59e0b", "#ef4444", "#a855f7", "#06b6d4", "#ec4899", "#84cc16"];
+
+  const theme = {};
+  function readTheme() {
+    const css = getComputedStyle(document.documentElement);
+    theme.axis = css.getPropertyValue("--chart-axis").trim() || "#5c6773";
+    theme.grid = css.getPropertyValue("--chart-grid").trim() || "rgba(0,0,0,.08)";
+  }
+  readTheme();
+
+  function nice(v, digits) {
+    return v.toLocaleString("en-US", { maximumFractionDigits: digits });
+  }
+  const UNITS = {
+    pct: { value: (v) => fmt.pct(v, 1), axis: (v) => nice(v, 0) + "%", range: () => [0, 100] },
+    rate: { value: fmt.rate, axis: (v) => (v === 0 ? "0" : fmt.rate(v)), range: zeroBased },
+    celsius: { value: fmt.celsius, axis: (v) => nice(v, 0) + " °C", range: (u, min, max) => padded(min, max, 5) },
+    watts: { value: fmt.watts, axis: (v) => nice(v, 0) + " W", range: zeroBased },
+  };
+  function zeroBased(u, min, max) {
+    return [0, max > 0 ? max * 1.08 : 1];
+  }
+  function padded(min, max, pad) {
+    if (min == null || max == null) return [0, 100];
+    return [Math.floor((min - pad) / pad) * pad, Math.ceil((max + pad) / pad) * pad];
+  }
+
+  // --- data -----------------------------------------------------------------------------------
+
+  /* The charts of one server: which ones, and which series each has. `shape` lists the GPU indices
+     and disk devices seen in the points; a change of shape rebuilds the charts. */
+  function specsFor(shape) {
+    const gpuSeries = (field) =>
+      shape.gpus.map((idx, i) => ({
+        label: "GPU " + idx,
+        color: PALETTE[i % PALETTE.length],
+        dash: i >= PALETTE.length,
+        get: (p) => (p.gpuBy[idx] ? p.gpuBy[idx][field] : null),
+      }));
+    const specs = [
+      { id: "bottleneck", title: "Bottleneck", kind: "band" },
+      {
+        id: "cpu",
+        title: "CPU",
+        unit: "pct",
+        series: [
+          { label: "Usage", color: "#3b82f6", get: (p) => p.cpu_usage_percent, fill: true },
+          { label: "I/O wait", color: "#f59e0b", get: (p) => p.cpu_iowait_percent },
+        ],
+      },
+      {
+        id: "memory",
+        title: "Memory",
+        unit: "pct",
+        series: [
+          { label: "Memory", color: "#a855f7", get: (p) => p.memory_percent, fill: true },
+          { label: "Swap", color: "#ef4444", get: (p) => p.swap_percent },
+        ],
+      },
+      {
+        id: "disk-io",
+        title: "Disk throughput",
+        unit: "rate",
+        series: [
+          { label: "Read", color: "#22c55e", get: (p) => p.disk_read_bps, fill: true },
+          { label: "Write", color: "#ef4444", get: (p) => p.disk_write_bps },
+          // Per device, off until clicked in the legend: the totals answer the usual question.
+          ...(shape.disks.length > 1
+            ? shape.disks.flatMap((dev, i) => [
+                { label: dev + " read", color: PALETTE[(i + 2) % 8], show: false, get: (p) => diskField(p, dev, "read_bps") },
+                {
+                  label: dev + " write",
+                  color: PALETTE[(i + 2) % 8],
+                  dash: true,
+                  show: false,
+                  get: (p) => diskField(p, dev, "write_bps"),
+                },
+              ])
+            : []),
+        ],
+      },
+      {
+        id: "disk-util",
+        title: "Disk utilization",
+        subtitle: "busy time, per device",
+        unit: "pct",
+        series: shape.disks.length
+          ? shape.disks.map((dev, i) => ({ label: dev, color: PALETTE[i % 8], get: (p) => diskField(p, dev, "util_percent") }))
+          : [{ label: "Busiest disk", color: PALETTE[0], get: (p) => p.disk_util_percent }],
+      },
+    ];
+    if (shape.network) {
+      specs.push({
+        id: "network",
+        title: "Network",
+        unit: "rate",
+        series: [
+          { label: "Received", color: "#06b6d4", get: (p) => p.network_rx_bps, fill: true },
+          { label: "Sent", color: "#ec4899", get: (p) => p.network_tx_bps },
+        ],
+      });
+    }
+    if (shape.gpus.length) {
+      specs.push(
+        { id: "gpu-util", title: "GPU utilization", unit: "pct", series: gpuSeries("utilization_gpu_percent") },
+        { id: "gpu-memory", title: "GPU memory", subtitle: "used, of each GPU's total", unit: "pct", series: gpuSeries("memory_percent") },
+        { id: "gpu-temperature", title: "GPU temperature", unit: "celsius", series: gpuSeries("temperature_c") }
+      );
+      if (shape.power) specs.push({ id: "gpu-power", title: "GPU power", unit: "watts", series: gpuSeries("power_w") });
+    }
+    return specs;
+  }
+  function diskField(p, dev, field) {
+    return p.diskBy[dev] ? p.diskBy[dev][field] : null;
+  }
+
+  /* Points of the API, indexed for the charts: per-GPU and per-disk lookups, times in seconds,
+     and a gap marker wherever samples are missing, so lines break instead of bridging an outage. */
+  function prepare(points, resolution) {
+    const out = [];
+    const maxGap = 3 * Math.max(resolution || 2, 1);
+    let previous = null;
+    for (const raw of points) {
+      const p = Object.assign({}, raw);
+      p.t = Date.parse(raw.collected_at) / 1000;
+      p.gpuBy = {};
+      for (const g of raw.gpus || []) p.gpuBy[g.gpu_index] = g;
+      p.diskBy = {};
+      for (const d of raw.disks || []) p.diskBy[d.device] = d;
+      if (previous && p.t - previous.t > maxGap) out.push({ t: previous.t + resolution, gap: true, gpuBy: {}, diskBy: {} });
+      out.push(p);
+      previous = p;
+    }
+    return out;
+  }
+
+  function shapeOf(points) {
+    const gpus = new Set();
+    const disks = new Set();
+    let network = false;
+    let power = false;
+    for (const p of points) {
+      if (p.gap) continue;
+      for (const k in p.gpuBy) {
+        gpus.add(Number(k));
+        if (p.gpuBy[k].power_w != null) power = true;
+      }
+      for (const k in p.diskBy) disks.add(k);
+      if (p.network_rx_bps != null || p.network_tx_bps != null) network = true;
+    }
+    return {
+      gpus: [...gpus].sort((a, b) => a - b),
+      disks: [...disks].sort(),
+      network,
+      power,
+    };
+  }
+
+  function columns(spec, points) {
+    const x = points.map((p) => p.t);
+    if (spec.kind === "band") {
+      return [x, points.map((p) => (p.gap || !p.bottleneck ? null : labels.LABEL_NAMES.indexOf(p.bottleneck)))];
+    }
+    return [x, ...spec.series.map((s) => points.map((p) => (p.gap ? null : s.get(p) ?? null)))];
+  }
+
+  // --- uPlot options ----------------------------------------------------------------------------
+
+  function axisFont() {
+    return "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  }
+  function xAxis(show) {
+    return {
+      show,
+      stroke: () => theme.axis,
+      font: axisFont(),
+      grid: { stroke: () => theme.grid, width: 1 },
+      ticks: { stroke: () => theme.grid, width: 1, size: 4 },
+      space: 70,
+    };
+  }
+  function yAxis(unit) {
+    return {
+      stroke: () => theme.axis,
+      font: axisFont(),
+      size: AXIS_SIZE,
+      gap: 4,
+      grid: { stroke: () => theme.grid, width: 1 },
+      ticks: { show: false },
+      space: 28,
+      values: unit ? (u, splits) => splits.map((v) => (v == null ? "" : UNITS[unit].axis(v))) : () => [],
+    };
+  }
+  function timeSeries() {
+    return { value: (u, v) => (v == null ? "—" : fmt.when(v * 1000, TW.clock.now())) };
+  }
+
+  function baseOptions(width, handlers, height) {
+    return {
+      width,
+      height,
+      cursor: {
+        sync: { key: SYNC_KEY, setSeries: false },
+        drag: { x: true, y: false, setScale: false },
+        points: { size: 7, width: 2 },
+        bind: {
+          // Double-click resets the zoom of every chart, not just this one.
+          dblclick: () => () => {
+            handlers.onResetZoom();
+            return null;
+          },
+        },
+      },
+      select: { show: true },
+      legend: { live: true },
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width > 4) {
+              const min = u.posToVal(u.select.left, "x");
+              const max = u.posToVal(u.select.left + u.select.width, "x");
+              handlers.onZoom(min, max);
+            }
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          },
+        ],
+        // Off the chart, the legend shows the newest values rather than dashes.
+        setCursor: [
+          (u) => {
+            if (u.cursor.idx == null && u.data[0].length) u.setLegend({ idx: u.data[0].length - 1 }, false);
+          },
+        ],
+      },
+    };
+  }
+
+  function lineOptions(spec, width, handlers) {
+    const unit = UNITS[spec.unit];
+    const opts = baseOptions(width, handlers, PLOT_HEIGHT + 40);
+    opts.scales = { x: { time: true }, y: { range: unit.range } };
+    opts.axes = [xAxis(true), yAxis(spec.unit)];
+    opts.series = [
+      timeSeries(),
+      ...spec.series.map((s) => ({
+        label: s.label,
+        stroke: s.color,
+        width: 1.5,
+        dash: s.dash ? [5, 4] : undefined,
+        fill: s.fill ? s.color + "1f" : undefined,
+        show: s.show !== false,
+        spanGaps: false,
+        points: { show: false },
+        value: (u, v) => unit.value(v),
+      })),
+    ];
+    return opts;
+  }
+
+  function bandOptions(width, handlers, resolution) {
+    const opts = baseOptions(width, handlers, 40);
+    opts.scales = { x: { time: true }, y: { range: () => [0, 1] } };
+    opts.axes = [xAxis(false), Object.assign(yAxis(null), { grid: { show: false } })];
+    opts.series = [
+      timeSeries(),
+      {
+        label: "Bottleneck",
+        stroke: theme.axis,
+        paths: () => null,
+        points: { show: false },
+        value: (u, v) => (v == null ? "—" : labels.titleFor(labels.LABEL_NAMES[v])),
+      },
+    ];
+    opts.hooks.draw = [(u) => drawBand(u, resolution.value)];
+    return opts;
+  }
+
+  // The timeline: one coloured stretch per run of the same label.
+  function drawBand(u, resolution) {
+    const [x, codes] = u.data;
+    if (!x.length) return;
+    const { ctx, bbox } = u;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
+    ctx.clip();
+    let i = 0;
+    while (i < x.length) {
+      const code = codes[i];
+      let j = i;
+      while (j + 1 < x.length && codes[j + 1] === code && x[j + 1] - x[j] <= 3 * resolution) j += 1;
+      if (code != null) {
+        const end = j + 1 < x.length ? Math.min(x[j + 1], x[j] + resolution) : x[j] + resolution;
+        const left = u.valToPos(x[i], "x", true);
+        const right = u.valToPos(end, "x", true);
+        if (right >= bbox.left && left <= bbox.left + bbox.width) {
+          ctx.fillStyle = labels.labelColor(labels.LABEL_NAMES[code]);
+          ctx.fillRect(left, bbox.top, Math.max(1, right - left), bbox.height);
+        }
+      }
+      i = j + 1;
+    }
+    ctx.restore();
+  }
+
+  // --- the set of charts --------------------------------------------------------------------------
+
+  class Charts {
+    constructor(container, handlers) {
+      this.container = container;
+      this.handlers = handlers;
+      this.plots = {}; // id -> uPlot
+      this.cards = {};
+      this.shapeKey = null;
+      this.resolution = { value: 2 };
+      this.resize = new ResizeObserver(() => this.fit());
+      this.resize.observe(container);
+      matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+        readTheme();
+        for (const u of Object.values(this.plots)) u.redraw(false, true);
+      });
+    }
+
+    /* model: {points (prepared), resolution, scale: [min, max]} */
+    update(model) {
+      this.resolution.value = model.resolution || 2;
+      const shape = shapeOf(model.points);
+      const key = JSON.stringify(shape);
+      if (key !== this.shapeKey) this.build(shape, key);
+      for (const spec of this.specs) {
+        const u = this.plots[spec.id];
+        const data = columns(spec, model.points);
+        u.batch(() => {
+          u.setData(data, false);
+          u.setScale("x", { min: model.scale[0], max: model.scale[1] });
+        });
+        if (spec.kind === "band") this.updateBandKey(model.points, model.scale);
+      }
+    }
+
+    setScale(min, max) {
+      for (const u of Object.values(this.plots)) u.setScale("x", { min, max });
+    }
+
+    build(shape, key) {
+      this.destroy();
+      this.shapeKey = key;
+      this.specs = specsFor(shape);
+      const width = this.plotWidth();
+      for (const spec of this.specs) {
+        const plot = h("div", { class: "plot", "data-chart": spec.id });
+        const card = h(
+          "section",
+          { class: "chart-card" + (spec.kind === "band" ? " wide" : ""), id: "chart-" + spec.id },
+          h("h3", {}, spec.title, spec.subtitle ? h("small", {}, spec.subtitle) : null),
+          plot
+        );
+        if (spec.kind === "band") {
+          card.append(h("div", { class: "band-key" }));
+        }
+        this.container.append(card);
+        this.cards[spec.id] = card;
+        const w = spec.kind === "band" ? this.container.clientWidth - 26 : width;
+        const opts = spec.kind === "band" ? bandOptions(w, this.handlers, this.resolution) : lineOptions(spec, w, this.handlers);
+        this.plots[spec.id] = new uPlot(opts, [[]].concat(opts.series.slice(1).map(() => [])), plot);
+      }
+    }
+
+    // Share of each label over what is on screen, as the timeline's key.
+    updateBandKey(points, scale) {
+      const key = this.cards.bottleneck.querySelector(".band-key");
+      const counts = {};
+      let total = 0;
+      for (const p of points) {
+        if (p.gap || !p.bottleneck || p.t < scale[0] || p.t > scale[1]) continue;
+        counts[p.bottleneck] = (counts[p.bottleneck] || 0) + 1;
+        total += 1;
+      }
+      const chips = labels.LABEL_NAMES.filter((l) => counts[l]).map((l) =>
+        TW.chip(l, labels.titleFor(l) + " " + fmt.pct((100 * counts[l]) / total, 0))
+      );
+      key.replaceChildren(...(chips.length ? chips : [h("span", { class: "muted" }, "no classified samples in view")]));
+    }
+
+    plotWidth() {
+      const cw = this.container.clientWidth;
+      const columns = Math.max(1, Math.floor((cw + 12) / (460 + 12)));
+      return Math.floor((cw - 12 * (columns - 1)) / columns) - 26;
+    }
+
+    fit() {
+      if (!this.specs) return;
+      const width = this.plotWidth();
+      for (const spec of this.specs) {
+        const u = this.plots[spec.id];
+        const w = spec.kind === "band" ? this.container.clientWidth - 26 : width;
+        if (w > 0 && Math.abs(u.width - w) > 1) u.setSize({ width: w, height: u.height });
+      }
+    }
+
+    lengths() {
+      const out = {};
+      for (const [id, u] of Object.entries(this.plots)) out[id] = u.data[0].length;
+      return out;
+    }
+
+    destroy() {
+      for (const u of Object.values(this.plots)) u.destroy();
+      this.plots = {};
+      this.cards = {};
+      this.specs = null;
+      this.shapeKey = null;
+      this.container.replaceChildren();
+    }
+  }
+
+  TW.Charts = Charts;
+  TW.chartData = { prepare, shapeOf, specsFor };
+})();
