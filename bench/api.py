@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from bench.common import Processes, machine, percentile, setup_environment, table  # noqa: E402
+from bench.common import Processes, machine, percentile, session_cookie, setup_environment, table  # noqa: E402
 
 SERVERS = 100
 GPUS, DISKS = 4, 2
@@ -117,18 +117,6 @@ def load(ids: list[int], now: datetime, already: int, adding: int) -> None:
         cursor.execute("ANALYZE monitoring_snapshot")
         cursor.execute("ANALYZE monitoring_gpusample")
         cursor.execute("ANALYZE monitoring_disksample")
-
-
-def session_cookie() -> dict:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    user, _ = get_user_model().objects.get_or_create(
-        username="bench", defaults={"email": "bench@localhost", "is_superuser": True, "is_staff": True}
-    )
-    client = Client()
-    client.force_login(user)
-    return {"sessionid": client.cookies["sessionid"].value}
 
 
 def measure(base: str, cookies: dict, path: str, count: int, params=None) -> dict:

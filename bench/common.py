@@ -202,3 +202,16 @@ def cpu_used_between(before: dict[str, float], after: dict[str, float]) -> dict[
         for name in after
         if after.get(name, 0.0) - before.get(name, 0.0) > 0.05
     }
+
+
+def session_cookie() -> dict:
+    """A signed-in superuser's session cookie, for timing the dashboard APIs over HTTP."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"email": "bench@localhost", "is_superuser": True, "is_staff": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return {"sessionid": client.cookies["sessionid"].value}

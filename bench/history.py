@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from bench.common import ROOT, Processes, machine, percentile, setup_environment, table  # noqa: E402
+from bench.common import ROOT, Processes, machine, percentile, session_cookie, setup_environment, table  # noqa: E402
 
 WINDOWS = [("1 h", 60), ("24 h", 1440), ("7 d", 10080), ("30 d", 43200), ("90 d", 129600)]
 
@@ -54,18 +54,6 @@ def seed(env: dict, slug: str, days: int) -> None:
         env=env,
     )
     subprocess.run(["psql", env["DATABASE_URL"], "-qc", "ANALYZE"], check=True)
-
-
-def session_cookie() -> dict:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    user, _ = get_user_model().objects.get_or_create(
-        username="bench", defaults={"email": "bench@localhost", "is_superuser": True, "is_staff": True}
-    )
-    client = Client()
-    client.force_login(user)
-    return {"sessionid": client.cookies["sessionid"].value}
 
 
 def time_history(base: str, cookies: dict, slug: str, minutes: int, source: str, runs: int) -> dict:
