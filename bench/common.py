@@ -39,7 +39,18 @@ def setup_environment(suffix: str = "bench") -> dict:
         PYTHONUNBUFFERED="1",
     )
     os.environ.update(env)
-    subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True, env=env, stdout=subprocess.DEVNULL)
+    # BENCH_SKIP_SERVICES=1 for a database this project does not manage (e.g. a second server
+    # with TimescaleDB's full edition): it must exist and have the extension available.
+    if not os.environ.get("BENCH_SKIP_SERVICES"):
+        subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True, env=env, stdout=subprocess.DEVNULL)
+    else:
+        url = env["DATABASE_URL"]
+        admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+        name = urlsplit(url).path.lstrip("/")
+        exists = subprocess.run(["psql", admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+        if not exists:
+            subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True)
     subprocess.run(
         [sys.executable, str(ROOT / "backend" / "manage.py"), "migrate", "--no-input", "-v0"], check=True, env=env
     )

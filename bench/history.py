@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -118,6 +119,7 @@ def main() -> None:
     args = parser.parse_args()
 
     env = setup_environment("history")
+    from django.conf import settings
     from django.db import connection
 
     from monitoring import tiers
@@ -126,6 +128,14 @@ def main() -> None:
         seed(env, f"history-{days}d", days)
     with connection.cursor() as cursor:
         edition = tiers.edition(cursor)
+        if edition == "timescale":
+            # What the compression policy would have done by now (it runs twice a day).
+            for hypertable in ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample"):
+                cursor.execute(
+                    "SELECT count(compress_chunk(c, if_not_compressed => true)) "
+                    "FROM show_chunks(%s, older_than => %s) c",
+                    [hypertable, timedelta(days=settings.MONITORING_COMPRESS_AFTER_DAYS)],
+                )
     backend = tiers.installed_backend()
     cookies = session_cookie()
     procs = Processes()
@@ -175,7 +185,7 @@ def main() -> None:
         )
     )
     print("\nBytes on disk\n")
-    print(table(["tier", "relation", "MiB", "bytes per sample"], bytes_per_sample()))
+    print(table(["tier", "relation", "MiB", "bytes per sample", "compression"], bytes_per_sample()))
 
     if not args.skip_ingest:
         rows = []
