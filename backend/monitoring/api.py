@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.views.decorators.gzip import gzip_page
 
 from .auth import dashboard_api
 from .bottleneck import title_for
@@ -65,12 +66,14 @@ def select_server(request: HttpRequest) -> tuple[list[MonitoredServer], Monitore
     return servers, next((s for s in servers if s.latest_snapshot_at), servers[0])
 
 
+@gzip_page
 @dashboard_api
 def servers_view(request: HttpRequest) -> JsonResponse:
     servers = MonitoredServer.objects.filter(is_active=True)
     return JsonResponse({"ok": True, "servers": [s.to_dict() for s in servers]})
 
 
+@gzip_page
 @dashboard_api
 def latest_view(request: HttpRequest) -> JsonResponse:
     try:
@@ -92,6 +95,7 @@ def latest_view(request: HttpRequest) -> JsonResponse:
     )
 
 
+@gzip_page
 @dashboard_api
 def history_view(request: HttpRequest) -> JsonResponse:
     try:

@@ -87,19 +87,28 @@ class Command(BaseCommand):
         return count, labels
 
     def _update_server(self, server: MonitoredServer) -> None:
-        # Counted once here, off any request path; ingest keeps it from now on.
+        # Counted once here, off any request path; ingest and the classifier keep them from now on.
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE monitoring_monitoredserver s SET snapshot_count = c.n, latest_snapshot_at = c.newest, "
-                "last_seen_at = greatest(s.last_seen_at, c.newest), sample_interval_seconds = %s, "
-                "latest_gpu_top_util_percent = (SELECT gpu_top_util_percent FROM monitoring_snapshot "
-                "  WHERE server_id = s.id AND collected_at = c.newest), "
-                "bottleneck_label = (SELECT bottleneck_label FROM monitoring_snapshot "
-                "  WHERE server_id = s.id AND collected_at = c.newest), "
-                "bottleneck_at = c.newest "
-                "FROM (SELECT count(*) AS n, max(collected_at) AS newest FROM monitoring_snapshot "
-                "      WHERE server_id = %s) c WHERE s.id = %s",
-                [self._interval, server.id, server.id],
+                """
+                WITH c AS (SELECT count(*) AS n, max(collected_at) AS newest
+                           FROM monitoring_snapshot WHERE server_id = %(id)s),
+                     l AS (SELECT bottleneck_label AS label, gpu_top_util_percent AS top
+                           FROM monitoring_snapshot, c WHERE server_id = %(id)s AND collected_at = c.newest),
+                     -- Since when the newest label has held: just after the last sample with another one.
+                     run AS (SELECT min(collected_at) AS since FROM monitoring_snapshot, l
+                             WHERE server_id = %(id)s AND collected_at > coalesce(
+                                 (SELECT max(collected_at) FROM monitoring_snapshot, l
+                                  WHERE server_id = %(id)s AND bottleneck_label IS DISTINCT FROM l.label),
+                                 '-infinity'))
+                UPDATE monitoring_monitoredserver s SET
+                    snapshot_count = c.n, latest_snapshot_at = c.newest,
+                    last_seen_at = greatest(s.last_seen_at, c.newest), sample_interval_seconds = %(interval)s,
+                    latest_gpu_top_util_percent = l.top, bottleneck_label = l.label,
+                    bottleneck_since = run.since, bottleneck_at = c.newest
+                FROM c, l, run WHERE s.id = %(id)s
+                """,
+                {"id": server.id, "interval": self._interval},
             )
 
     _interval = 2.0

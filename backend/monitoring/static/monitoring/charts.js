@@ -81,7 +81,12 @@
           // Per device, off until clicked in the legend: the totals answer the usual question.
           ...(shape.disks.length > 1
             ? shape.disks.flatMap((dev, i) => [
-                { label: dev + " read", color: PALETTE[(i + 2) % 8], show: false, get: (p) => diskField(p, dev, "read_bps") },
+                {
+                  label: dev + " read",
+                  color: PALETTE[(i + 2) % 8],
+                  show: false,
+                  get: (p) => diskField(p, dev, "read_bps"),
+                },
                 {
                   label: dev + " write",
                   color: PALETTE[(i + 2) % 8],
@@ -99,7 +104,11 @@
         subtitle: "busy time, per device",
         unit: "pct",
         series: shape.disks.length
-          ? shape.disks.map((dev, i) => ({ label: dev, color: PALETTE[i % 8], get: (p) => diskField(p, dev, "util_percent") }))
+          ? shape.disks.map((dev, i) => ({
+              label: dev,
+              color: PALETTE[i % 8],
+              get: (p) => diskField(p, dev, "util_percent"),
+            }))
           : [{ label: "Busiest disk", color: PALETTE[0], get: (p) => p.disk_util_percent }],
       },
     ];
@@ -117,8 +126,14 @@
     if (shape.gpus.length) {
       specs.push(
         { id: "gpu-util", title: "GPU utilization", unit: "pct", series: gpuSeries("utilization_gpu_percent") },
-        { id: "gpu-memory", title: "GPU memory", subtitle: "used, of each GPU's total", unit: "pct", series: gpuSeries("memory_percent") },
-        { id: "gpu-temperature", title: "GPU temperature", unit: "celsius", series: gpuSeries("temperature_c") }
+        {
+          id: "gpu-memory",
+          title: "GPU memory",
+          subtitle: "used, of each GPU's total",
+          unit: "pct",
+          series: gpuSeries("memory_percent"),
+        },
+        { id: "gpu-temperature", title: "GPU temperature", unit: "celsius", series: gpuSeries("temperature_c") },
       );
       if (shape.power) specs.push({ id: "gpu-power", title: "GPU power", unit: "watts", series: gpuSeries("power_w") });
     }
@@ -141,7 +156,8 @@
       for (const g of raw.gpus || []) p.gpuBy[g.gpu_index] = g;
       p.diskBy = {};
       for (const d of raw.disks || []) p.diskBy[d.device] = d;
-      if (previous && p.t - previous.t > maxGap) out.push({ t: previous.t + resolution, gap: true, gpuBy: {}, diskBy: {} });
+      if (previous && p.t - previous.t > maxGap)
+        out.push({ t: previous.t + resolution, gap: true, gpuBy: {}, diskBy: {} });
       out.push(p);
       previous = p;
     }
@@ -175,7 +191,7 @@
     if (spec.kind === "band") {
       return [x, points.map((p) => (p.gap || !p.bottleneck ? null : labels.LABEL_NAMES.indexOf(p.bottleneck)))];
     }
-    return [x, ...spec.series.map((s) => points.map((p) => (p.gap ? null : s.get(p) ?? null)))];
+    return [x, ...spec.series.map((s) => points.map((p) => (p.gap ? null : (s.get(p) ?? null))))];
   }
 
   // --- uPlot options ----------------------------------------------------------------------------
@@ -205,9 +221,18 @@
       values: unit ? (u, splits) => splits.map((v) => (v == null ? "" : UNITS[unit].axis(v))) : () => [],
     };
   }
-  function timeSeries() {
-    return { value: (u, v) => (v == null ? "—" : fmt.when(v * 1000, TW.clock.now())) };
+  // The legend's time: with seconds while points are seconds apart.
+  function timeSeries(resolution) {
+    return {
+      value: (u, v) => {
+        if (v == null) return "—";
+        if (resolution.value >= 60) return fmt.when(v * 1000, TW.clock.now());
+        return new Date(v * 1000).toLocaleTimeString([], { hour12: false });
+      },
+    };
   }
+
+  let zooming = false;
 
   function baseOptions(width, handlers, height) {
     return {
@@ -230,7 +255,11 @@
       hooks: {
         setSelect: [
           (u) => {
-            if (u.select.width > 4) {
+            // The chart dragged on reports first; the others get the same selection through the
+            // cursor sync, measured against a scale that is by then already zoomed: ignore them.
+            if (u.select.width > 4 && !zooming) {
+              zooming = true;
+              queueMicrotask(() => (zooming = false));
               const min = u.posToVal(u.select.left, "x");
               const max = u.posToVal(u.select.left + u.select.width, "x");
               handlers.onZoom(min, max);
@@ -248,13 +277,13 @@
     };
   }
 
-  function lineOptions(spec, width, handlers) {
+  function lineOptions(spec, width, handlers, resolution) {
     const unit = UNITS[spec.unit];
     const opts = baseOptions(width, handlers, PLOT_HEIGHT + 40);
     opts.scales = { x: { time: true }, y: { range: unit.range } };
     opts.axes = [xAxis(true), yAxis(spec.unit)];
     opts.series = [
-      timeSeries(),
+      timeSeries(resolution),
       ...spec.series.map((s) => ({
         label: s.label,
         stroke: s.color,
@@ -271,11 +300,12 @@
   }
 
   function bandOptions(width, handlers, resolution) {
-    const opts = baseOptions(width, handlers, 40);
+    const opts = baseOptions(width, handlers, 48);
+    opts.cursor.points = { show: false }; // the band's values are label numbers, not heights
     opts.scales = { x: { time: true }, y: { range: () => [0, 1] } };
     opts.axes = [xAxis(false), Object.assign(yAxis(null), { grid: { show: false } })];
     opts.series = [
-      timeSeries(),
+      timeSeries(resolution),
       {
         label: "Bottleneck",
         stroke: theme.axis,
@@ -366,7 +396,7 @@
           "section",
           { class: "chart-card" + (spec.kind === "band" ? " wide" : ""), id: "chart-" + spec.id },
           h("h3", {}, spec.title, spec.subtitle ? h("small", {}, spec.subtitle) : null),
-          plot
+          plot,
         );
         if (spec.kind === "band") {
           card.append(h("div", { class: "band-key" }));
@@ -374,7 +404,10 @@
         this.container.append(card);
         this.cards[spec.id] = card;
         const w = spec.kind === "band" ? this.container.clientWidth - 26 : width;
-        const opts = spec.kind === "band" ? bandOptions(w, this.handlers, this.resolution) : lineOptions(spec, w, this.handlers);
+        const opts =
+          spec.kind === "band"
+            ? bandOptions(w, this.handlers, this.resolution)
+            : lineOptions(spec, w, this.handlers, this.resolution);
         this.plots[spec.id] = new uPlot(opts, [[]].concat(opts.series.slice(1).map(() => [])), plot);
       }
     }
@@ -390,7 +423,7 @@
         total += 1;
       }
       const chips = labels.LABEL_NAMES.filter((l) => counts[l]).map((l) =>
-        TW.chip(l, labels.titleFor(l) + " " + fmt.pct((100 * counts[l]) / total, 0))
+        TW.chip(l, labels.titleFor(l) + " " + fmt.pct((100 * counts[l]) / total, 0)),
       );
       key.replaceChildren(...(chips.length ? chips : [h("span", { class: "muted" }, "no classified samples in view")]));
     }

@@ -50,6 +50,7 @@
   // The page and the server may disagree about the time; ages use the server's clock.
   const clock = {
     skewMs: 0,
+    precise: false,
     now() {
       return Date.now() + this.skewMs;
     },
@@ -57,11 +58,12 @@
     fromSnapshot(snapshot, receivedAt) {
       if (!snapshot || snapshot.age_seconds == null) return;
       this.skewMs = Date.parse(snapshot.collected_at) + snapshot.age_seconds * 1000 - receivedAt;
+      this.precise = true;
     },
-    // ... or, failing that, from the Date header (whole seconds, so half a second is added back).
+    // ... or, until there is one, from the Date header (whole seconds, so half a second is added back).
     fromResponse(response, sentAt, receivedAt) {
       const header = response.headers.get("Date");
-      if (!header) return;
+      if (!header || this.precise) return;
       const serverMs = Date.parse(header) + 500;
       if (!Number.isNaN(serverMs)) this.skewMs = serverMs - (sentAt + receivedAt) / 2;
     },
@@ -162,7 +164,7 @@
     return h(
       "span",
       { class: "chip", style: "--b:" + labelColor(label), title: (LABELS[label] || {}).help, "data-label": label },
-      text || titleFor(label)
+      text || titleFor(label),
     );
   }
 

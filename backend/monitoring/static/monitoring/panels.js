@@ -1,0 +1,380 @@
+/* TrainWatch dashboard: the fleet list and the selected server's banner, figures and GPU table,
+   drawn from the answers of /api/servers/ and /api/metrics/latest/. */
+(function () {
+  "use strict";
+  const TW = window.TW;
+  const { fmt, labels, states, h, chip } = TW;
+  const $ = (id) => document.getElementById(id);
+
+  const rows = new Map(); // slug -> {li, ...parts}
+
+  /* The fleet in the order given, `selected` marked; rows are updated in place. onPick(slug) on a click. */
+  function renderFleet(servers, selected, onPick) {
+    const list = $("fleet");
+    const now = TW.clock.now();
+    const seen = new Set();
+    for (const server of servers) {
+      seen.add(server.slug);
+      let row = rows.get(server.slug);
+      if (!row) {
+        row = fleetRow(server, onPick);
+        rows.set(server.slug, row);
+      }
+      updateRow(row, server, selected, now);
+    }
+    for (const [slug, row] of rows) {
+      if (!seen.has(slug)) {
+        row.li.remove();
+        rows.delete(slug);
+      }
+    }
+    // Rows move only when the order changed, so that focus and hover stay put.
+    const wanted = servers.map((s) => rows.get(s.slug).li);
+    const shown = [...list.children].filter((li) => li.dataset.slug);
+    if (wanted.some((li, i) => shown[i] !== li)) list.append(...wanted);
+    renderSummary(servers, now);
+  }
+
+  function fleetRow(server, onPick) {
+    const row = {
+      dot: h("span", { class: "dot" }),
+      name: h("span", { class: "name" }),
+      seen: h("span", { class: "seen num" }),
+      state: h("span", { class: "state" }),
+      chip: h("span"),
+      gpu: h("span", { class: "gpu num" }),
+    };
+    row.link = h(
+      "a",
+      { class: "server-row", href: "?server=" + encodeURIComponent(server.slug), "data-slug": server.slug },
+      row.dot,
+      row.name,
+      row.seen,
+      h("span", { class: "meta" }, row.state, row.chip, row.gpu),
+    );
+    row.link.addEventListener("click", (e) => {
+      if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return; // new tab: let the browser do it
+      e.preventDefault();
+      onPick(server.slug);
+    });
+    row.li = h("li", { "data-slug": server.slug }, row.link);
+    return row;
+  }
+
+  function updateRow(row, server, selected, now) {
+    const { state: st, age } = states.serverState(server, now);
+    row.link.setAttribute("aria-current", server.slug === selected ? "true" : "false");
+    row.li.dataset.state = st;
+    row.dot.className = "dot " + st;
+    row.name.textContent = server.name || server.slug;
+    row.name.title = server.slug + (server.hostname ? " · " + server.hostname : "");
+    row.seen.textContent = age == null ? "never seen" : fmt.ago(age);
+    row.seen.title = server.last_seen_at ? "Last sample " + new Date(server.last_seen_at).toLocaleString() : "";
+    row.state.className = "state " + st;
+    row.state.textContent = st;
+    row.state.title = states.STATE_HELP[st];
+    const b = server.bottleneck;
+    const label = b && b.label;
+    if (row.chip.dataset.label !== (label || "")) {
+      row.chip.replaceChildren(server.snapshot_count ? chip(label, label ? b.title : "pending") : "");
+      row.chip.dataset.label = label || "";
+    }
+    const util = server.gpu_top_util_percent;
+    row.gpu.title = util == null ? "" : "Busiest GPU: " + fmt.pct(util, 0);
+    row.gpu.replaceChildren(
+      ...(util == null
+        ? []
+        : [h("span", { class: "minibar" }, h("i", { style: "width:" + Math.min(100, util) + "%" })), fmt.pct(util, 0)]),
+    );
+  }
+
+  function renderSummary(servers, now) {
+    const counts = {};
+    for (const s of servers) {
+      const st = states.serverState(s, now).state;
+      counts[st] = (counts[st] || 0) + 1;
+    }
+    const parts = ["live", "late", "stale", "offline"].filter((k) => counts[k]).map((k) => counts[k] + " " + k);
+    const n = servers.length;
+    $("fleet-summary").textContent = n ? n + (n === 1 ? " server" : " servers") + " · " + parts.join(" · ") : "";
+    if (!n && !$("fleet").querySelector(".empty-fleet")) {
+      $("fleet").append(h("li", { class: "empty-fleet" }, "No servers registered yet."));
+    } else if (n) {
+      const empty = $("fleet").querySelector(".empty-fleet");
+      if (empty) empty.remove();
+    }
+  }
+
+  // --- the selected server ---------------------------------------------------------------------
+
+  function renderHead(server) {
+    const { state: st, age } = states.serverState(server, TW.clock.now());
+    const tags = Object.entries(server.labels || {}).map(([k, v]) => h("span", { class: "chip tag" }, k + ": " + v));
+    $("server-head").replaceChildren(
+      h("h1", { id: "server-name" }, server.name || server.slug),
+      h(
+        "span",
+        { class: "facts" },
+        h(
+          "span",
+          { class: "state " + st, id: "server-state", title: states.STATE_HELP[st] },
+          h("span", { class: "dot " + st }),
+          " ",
+          st,
+        ),
+        h("span", { id: "server-seen" }, age == null ? "never seen" : "last sample " + fmt.ago(age)),
+        server.interval_seconds
+          ? h("span", {}, "every " + fmt.duration(server.interval_seconds).replace(/^0 s$/, "<1 s"))
+          : null,
+        server.hostname ? h("span", {}, server.hostname) : null,
+        server.last_agent_version ? h("span", {}, "agent " + server.last_agent_version) : null,
+        ...tags,
+      ),
+    );
+  }
+
+  function renderNotices(server) {
+    const { state: st, age } = states.serverState(server, TW.clock.now());
+    const box = $("notices");
+    if (st === "live" || !server.latest_snapshot_at) return box.replaceChildren();
+    const text = {
+      late: "Samples from this server are late: the newest is " + fmt.ago(age) + ".",
+      stale: "This server stopped reporting " + fmt.ago(age) + "; what follows is its last known state.",
+      offline:
+        "This server is offline: its last sample is from " + fmt.ago(age) + ". What follows is its last known state.",
+    }[st];
+    box.replaceChildren(
+      h("div", { class: "notice " + (st === "late" ? "warn" : "bad"), id: "server-notice", "data-state": st }, text),
+    );
+  }
+
+  function renderBanner(server, snap) {
+    const b = snap ? snap.bottleneck : null;
+    const el = $("banner");
+    if (!snap) return el.replaceChildren();
+    const st = states.serverState(server, TW.clock.now()).state;
+    if (!b) {
+      return el.replaceChildren(
+        h(
+          "div",
+          { class: "banner", id: "bottleneck" },
+          h("span", { class: "kicker" }, "Now"),
+          h("span", { class: "label-title" }, "Classifying…"),
+          h("span", { class: "reason muted" }, "The newest sample has not been classified yet."),
+        ),
+      );
+    }
+    const since = b.since ? Date.parse(b.since) : null;
+    const now = TW.clock.now();
+    el.replaceChildren(
+      h(
+        "div",
+        {
+          class: "banner" + (st === "live" || st === "late" ? "" : " offline"),
+          id: "bottleneck",
+          "data-label": b.label,
+          style: "--b:" + labels.labelColor(b.label),
+        },
+        h("span", { class: "kicker" }, st === "live" || st === "late" ? "Now" : "Last"),
+        h("span", { class: "label-title" }, b.title),
+        h("span", { class: "reason" }, b.reason || ""),
+        h("span", { class: "what" }, (labels.LABELS[b.label] || {}).help || ""),
+        h(
+          "div",
+          { class: "side" },
+          h("div", { class: "confidence num" }, fmt.pct(100 * b.confidence, 0)),
+          h("div", {}, "confidence"),
+          since
+            ? h(
+                "div",
+                { id: "bottleneck-since", title: new Date(since).toLocaleString() },
+                "since " + fmt.when(since, now) + " (" + fmt.duration((now - since) / 1000) + ")",
+              )
+            : null,
+        ),
+      ),
+    );
+  }
+
+  function meter(value, color) {
+    const v = value == null ? 0 : Math.max(0, Math.min(100, value));
+    return h("div", { class: "meter" }, h("i", { style: "width:" + v + "%" + (color ? ";--m:" + color : "") }));
+  }
+  function usageColor(v) {
+    return v == null ? null : v >= 90 ? "var(--bad)" : v >= 75 ? "var(--warn)" : null;
+  }
+  function tile(id, title, big, unit, bar, rows) {
+    return h(
+      "div",
+      { class: "tile", id: "tile-" + id },
+      h("h3", {}, title),
+      h("div", { class: "big num" }, big, unit ? h("small", {}, unit) : null),
+      bar,
+      h("dl", {}, ...rows.filter(Boolean).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    );
+  }
+
+  function renderTiles(snap) {
+    if (!snap) return $("tiles").replaceChildren();
+    const { cpu, memory, disk, network = {} } = snap;
+    const cores = cpu.count_logical
+      ? cpu.count_logical + (cpu.count_physical ? " · " + cpu.count_physical + " physical" : "")
+      : null;
+    const used =
+      memory.used_bytes != null && memory.total_bytes
+        ? fmt.bytes(memory.used_bytes) + " of " + fmt.bytes(memory.total_bytes)
+        : null;
+    const swap = memory.swap_total_bytes
+      ? fmt.bytes(memory.swap_used_bytes) + " of " + fmt.bytes(memory.swap_total_bytes)
+      : "none";
+    const devices = (disk.devices || []).map((d) => [
+      d.device,
+      fmt.pct(d.util_percent, 0) + " · " + fmt.rate((d.read_bps || 0) + (d.write_bps || 0)),
+    ]);
+    $("tiles").replaceChildren(
+      tile("cpu", "CPU", fmt.pct(cpu.usage_percent, 0), null, meter(cpu.usage_percent, usageColor(cpu.usage_percent)), [
+        ["I/O wait", fmt.pct(cpu.iowait_percent, 1)],
+        ["Load", [cpu.load_1, cpu.load_5, cpu.load_15].map((v) => fmt.number(v, 1)).join(" · ")],
+        cores ? ["Cores", cores] : null,
+        snap.process_count != null ? ["Processes", fmt.number(snap.process_count)] : null,
+      ]),
+      tile("memory", "Memory", fmt.pct(memory.percent, 0), null, meter(memory.percent, usageColor(memory.percent)), [
+        used ? ["Used", used] : null,
+        ["Swap", fmt.pct(memory.swap_percent, 0) + (memory.swap_total_bytes ? " · " + swap : "")],
+      ]),
+      tile(
+        "disk",
+        "Disk",
+        fmt.rate((disk.read_bps || 0) + (disk.write_bps || 0)),
+        null,
+        meter(disk.util_percent, usageColor(disk.util_percent)),
+        [
+          ["Read", fmt.rate(disk.read_bps)],
+          ["Write", fmt.rate(disk.write_bps)],
+          ["Busiest disk", fmt.pct(disk.util_percent, 0) + " busy"],
+          ...devices,
+        ],
+      ),
+      tile("network", "Network", fmt.rate((network.rx_bps || 0) + (network.tx_bps || 0)), null, null, [
+        ["Received", fmt.rate(network.rx_bps)],
+        ["Sent", fmt.rate(network.tx_bps)],
+      ]),
+      snap.gpu.present
+        ? tile(
+            "gpu",
+            "GPUs",
+            fmt.pct(snap.gpu.top_util_percent, 0),
+            "busiest of " + snap.gpu.count,
+            meter(snap.gpu.top_util_percent),
+            [
+              ["Average", fmt.pct(avg(snap.gpu.devices.map((g) => g.utilization_gpu_percent)), 0)],
+              ["Hottest", fmt.celsius(Math.max(...snap.gpu.devices.map((g) => g.temperature_c ?? -Infinity)))],
+              [
+                "Power",
+                fmt.number(sum(snap.gpu.devices.map((g) => g.power_w))) +
+                  " / " +
+                  fmt.watts(sum(snap.gpu.devices.map((g) => g.power_limit_w))),
+              ],
+            ],
+          )
+        : tile("gpu", "GPUs", "none", null, null, [["", "this server reports no GPU"]]),
+    );
+  }
+  function avg(values) {
+    const v = values.filter((x) => x != null);
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+  }
+  function sum(values) {
+    const v = values.filter((x) => x != null);
+    return v.length ? v.reduce((a, b) => a + b, 0) : null;
+  }
+
+  function renderGpus(snap) {
+    const box = $("gpus");
+    if (!snap || !snap.gpu.present) return box.replaceChildren();
+    const head = ["GPU", "Utilization", "Memory", "Temp", "Power", "Processes", "Throttled by"];
+    const body = snap.gpu.devices.map((g) =>
+      h(
+        "tr",
+        { "data-gpu": g.gpu_index },
+        h("td", {}, h("strong", {}, "GPU " + g.gpu_index), h("div", { class: "muted" }, g.name || "")),
+        h(
+          "td",
+          {},
+          h(
+            "div",
+            { class: "bar" },
+            meter(g.utilization_gpu_percent),
+            h("span", {}, fmt.pct(g.utilization_gpu_percent, 0)),
+          ),
+        ),
+        h(
+          "td",
+          {},
+          h(
+            "div",
+            { class: "bar" },
+            meter(g.memory_percent, usageColor(g.memory_percent)),
+            h("span", {}, fmt.pct(g.memory_percent, 0)),
+          ),
+          g.memory_total_bytes
+            ? h("div", { class: "muted" }, fmt.bytes(g.memory_used_bytes) + " of " + fmt.bytes(g.memory_total_bytes))
+            : null,
+        ),
+        h("td", {}, fmt.celsius(g.temperature_c)),
+        h(
+          "td",
+          {},
+          fmt.watts(g.power_w) + (g.power_limit_w ? " / " + fmt.watts(g.power_limit_w) : ""),
+          g.power_limit_w && g.power_w != null
+            ? meter((100 * g.power_w) / g.power_limit_w, g.power_w >= 0.97 * g.power_limit_w ? "var(--bad)" : null)
+            : null,
+        ),
+        h("td", { class: "procs" }, ...processes(g.processes)),
+        h(
+          "td",
+          {},
+          h(
+            "div",
+            { class: "throttle" },
+            ...(g.throttle_reasons || [])
+              .filter((r) => r !== "gpu_idle")
+              .map((r) => h("span", { class: "chip" }, r.replace(/_/g, " "))),
+            (g.throttle_reasons || []).filter((r) => r !== "gpu_idle").length
+              ? null
+              : h("span", { class: "muted" }, (g.throttle_reasons || []).includes("gpu_idle") ? "idle" : "nothing"),
+          ),
+        ),
+      ),
+    );
+    box.replaceChildren(
+      h(
+        "section",
+        { class: "panel" },
+        h("h2", {}, "GPUs"),
+        h(
+          "table",
+          { class: "gpus" },
+          h("thead", {}, h("tr", {}, ...head.map((c) => h("th", {}, c)))),
+          h("tbody", {}, ...body),
+        ),
+      ),
+    );
+  }
+  function processes(list) {
+    if (!list || !list.length) return [h("span", {}, "none")];
+    return list.map((p) =>
+      h(
+        "div",
+        {},
+        p.pid +
+          " " +
+          (p.name || "?") +
+          (p.user ? " (" + p.user + ")" : "") +
+          (p.used_memory_bytes != null ? " · " + fmt.bytes(p.used_memory_bytes) : ""),
+      ),
+    );
+  }
+
+  TW.panels = { renderFleet, renderHead, renderNotices, renderBanner, renderTiles, renderGpus };
+})();

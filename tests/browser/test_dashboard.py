@@ -1,0 +1,338 @@
+"""The dashboard page in a real browser: sign-in, the fleet, the selected server, its charts,
+time ranges and zoom in the URL, live refresh and the empty states."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from monitoring.models import MonitoredServer
+from monitoring.tasks import classify_server
+from tests import samples
+from tests.browser.conftest import chart_lengths, fleet_states, history_requests, sign_in, wait_drawn
+from tests.conftest import IngestClient, make_user, register
+
+GPU_CHARTS = {"gpu-util", "gpu-memory", "gpu-temperature", "gpu-power"}
+HOST_CHARTS = {"bottleneck", "cpu", "memory", "disk-io", "disk-util", "network"}
+
+
+def query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+
+
+def x_scales(page) -> list[tuple[float, float]]:
+    scales = page.evaluate("Object.values(window.trainwatch.charts).map(u => [u.scales.x.min, u.scales.x.max])")
+    return [tuple(s) for s in scales]
+
+
+def api_points(page, server: str, minutes: int) -> list[dict]:
+    """The history as the page's session reads it."""
+    return page.evaluate(
+        "([s, m]) => fetch(`/api/metrics/history/?server=${s}&minutes=${m}`).then(r => r.json()).then(b => b.points)",
+        [server, minutes],
+    )
+
+
+def api_point_count(page, server: str, minutes: int) -> int:
+    return len(api_points(page, server, minutes))
+
+
+# --- who gets in --------------------------------------------------------------------------------
+
+
+def test_an_anonymous_visit_goes_to_the_sign_in_page(page):
+    page.goto("/")
+    assert urlsplit(page.url).path == "/accounts/login/"
+    assert query(page) == {"next": "/"}
+    expect(page.locator("#google-sign-in")).to_be_visible()
+    expect(page.locator("#password-login")).to_be_visible()
+
+
+def test_bob_signs_in_but_is_not_allowlisted_and_sees_the_403_page(page, transactional_db):
+    make_user("bob@elsewhere.example")
+    sign_in(page, "bob@elsewhere.example")
+    response = page.goto("/")
+    assert response.status == 403
+    expect(page.locator("#not-allowed")).to_contain_text("bob@elsewhere.example")
+    expect(page.locator("#dashboard")).to_have_count(0)
+    # Chromium reports the refused page itself as a failed load; nothing else may be logged.
+    page.console.errors = [e for e in page.console.errors if "status of 403" not in e]
+
+
+def test_alice_signs_in_sees_who_she_is_and_signs_out(alice_page, fleet):
+    page = alice_page
+    assert urlsplit(page.url).path == "/"
+    expect(page.locator("#user-email")).to_have_text("alice@example.com")
+    page.click("#sign-out button")
+    page.wait_for_url("**/accounts/login/")
+    page.goto("/")
+    assert urlsplit(page.url).path == "/accounts/login/"
+
+
+# --- what a signed-in user sees ---------------------------------------------------------------------
+
+
+def test_the_fleet_lists_every_server_with_its_state_bottleneck_and_last_seen(alice_page, fleet):
+    page = alice_page
+    page.goto("/")
+    wait_drawn(page)
+    assert fleet_states(page) == {
+        "gpu-box-01": "live",
+        "cpu-node-07": "live",
+        "old-box": "offline",
+        "spare-box": "offline",
+    }
+    gpu_row = page.locator('#fleet li[data-slug="gpu-box-01"]')
+    label = fleet["gpu"].bottleneck_label
+    expect(gpu_row.locator(f'.chip[data-label="{label}"]')).to_be_visible()
+    expect(gpu_row.locator(".gpu")).to_have_text(f"{fleet['gpu'].latest_gpu_top_util_percent:.0f}%")
+    expect(page.locator('#fleet li[data-slug="cpu-node-07"] .gpu')).to_be_empty()
+    expect(gpu_row.locator(".seen")).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+    expect(page.locator('#fleet li[data-slug="spare-box"] .seen')).to_have_text("never seen")
+    expect(page.locator('#fleet li[data-slug="old-box"] .seen')).to_have_text("3 h ago")
+    expect(page.locator("#fleet-summary")).to_have_text("4 servers · 2 live · 2 offline")
+    # In the order people read names; the first live server is shown when the URL names none.
+    assert page.eval_on_selector_all("#fleet li[data-slug]", "items => items.map(li => li.dataset.slug)") == [
+        "cpu-node-07",
+        "gpu-box-01",
+        "old-box",
+        "spare-box",
+    ]
+    assert query(page) == {"server": "cpu-node-07", "range": "1h"}
+    expect(page.locator('#fleet a[aria-current="true"]')).to_have_attribute("data-slug", query(page)["server"])
+
+
+def test_the_selected_server_shows_its_bottleneck_figures_and_every_chart(alice_page, fleet):
+    page = alice_page
+    page.goto("/?server=gpu-box-01")
+    wait_drawn(page)
+    server = MonitoredServer.objects.get(slug="gpu-box-01")
+    banner = page.locator("#bottleneck")
+    expect(banner).to_have_attribute("data-label", server.bottleneck_label)
+    expect(banner.locator(".label-title")).to_have_text(server.bottleneck_label.replace("-", " ").title())
+    expect(banner.locator(".reason")).not_to_be_empty()
+    expect(banner.locator(".confidence")).to_have_text(re.compile(r"^\d+%$"))
+    for tile in ("cpu", "memory", "disk", "network", "gpu"):
+        expect(page.locator(f"#tile-{tile} .big")).to_have_text(re.compile(r"\d"))
+    expect(page.locator("#tile-memory")).to_contain_text("GiB")
+    expect(page.locator("table.gpus tbody tr")).to_have_count(2)
+    expect(page.locator("table.gpus tbody tr").first).to_contain_text("/ 400 W")
+
+    lengths = chart_lengths(page)
+    assert set(lengths) == HOST_CHARTS | GPU_CHARTS
+    expected = api_point_count(page, "gpu-box-01", 60)
+    assert expected > 300
+    assert all(abs(n - expected) <= 2 for n in lengths.values()), lengths
+    assert page.locator("#charts canvas").count() == len(lengths)
+    counts = page.evaluate("window.trainwatch.seriesCounts()")
+    assert counts["gpu-util"] == counts["gpu-temperature"] == 2
+    assert counts["disk-util"] == 2
+    # The timeline's key names the labels of the window with their share of it.
+    expect(page.locator("#chart-bottleneck .band-key .chip").first).to_have_text(re.compile(r"\d+%$"))
+
+
+def test_an_offline_server_says_so_and_offers_a_range_that_has_its_samples(alice_page, fleet):
+    page = alice_page
+    page.goto("/?server=old-box&range=1h")
+    wait_drawn(page)
+    expect(page.locator("#server-notice")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#server-state")).to_contain_text("offline")
+    assert chart_lengths(page)["cpu"] == 0
+    note = page.locator("#no-data-in-range")
+    expect(note).to_contain_text("No samples in the last hour")
+    note.locator("button").click()
+    wait_drawn(page, 2)
+    assert query(page)["range"] == "6h"
+    assert chart_lengths(page)["cpu"] == 1
+    expect(page.locator("#no-data-in-range")).to_have_count(0)
+
+
+# --- navigation: servers, ranges, zoom, URL ------------------------------------------------------------
+
+
+def test_switching_server_and_range_redraws_the_charts_and_updates_the_url(alice_page, fleet):
+    page = alice_page
+    page.goto("/?server=gpu-box-01&range=1h")
+    wait_drawn(page)
+    assert set(chart_lengths(page)) >= GPU_CHARTS
+
+    page.click('#fleet a[data-slug="cpu-node-07"]')
+    wait_drawn(page, 2)
+    assert query(page) == {"server": "cpu-node-07", "range": "1h"}
+    assert set(chart_lengths(page)) == HOST_CHARTS  # no GPU, no GPU charts
+    expect(page.locator("#server-name")).to_have_text("cpu-node-07")
+    expect(page.locator("#tile-gpu")).to_contain_text("no GPU")
+
+    for range_, minutes, note in (("15m", 15, "raw samples"), ("6h", 360, "1-minute tier")):
+        drawn = page.evaluate("window.trainwatch.drawCount")
+        page.click(f'#ranges button[data-range="{range_}"]')
+        wait_drawn(page, drawn + 1)
+        assert query(page) == {"server": "cpu-node-07", "range": range_}
+        expect(page.locator(f'#ranges button[data-range="{range_}"]')).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#data-note")).to_contain_text(note)
+        # One history request per change, for that server and window.
+        assert [r for r in history_requests(page) if r == {"server": "cpu-node-07", "minutes": str(minutes)}] == [
+            {"server": "cpu-node-07", "minutes": str(minutes)}
+        ]
+        expected = api_point_count(page, "cpu-node-07", minutes)
+        assert abs(chart_lengths(page)["cpu"] - expected) <= 2
+
+    assert 80 <= chart_lengths(page)["cpu"] <= 190  # 3 hours of 1-minute points
+    drawn = page.evaluate("window.trainwatch.drawCount")
+    page.go_back()
+    page.wait_for_function("() => new URLSearchParams(location.search).get('range') === '15m'")
+    wait_drawn(page, drawn + 1)
+    assert abs(chart_lengths(page)["cpu"] - 90) <= 2  # 15 minutes of 10 s samples
+
+
+def test_a_shared_url_opens_the_same_server_range_and_zoom(alice_page, fleet):
+    page = alice_page
+    end = timezone.now().replace(microsecond=0) - timedelta(minutes=30)
+    start = end - timedelta(hours=1)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    page.goto(f"/?server=cpu-node-07&range=6h&from={start.strftime(stamp)}&to={end.strftime(stamp)}")
+    wait_drawn(page)
+    expect(page.locator('#fleet a[aria-current="true"]')).to_have_attribute("data-slug", "cpu-node-07")
+    expect(page.locator('#ranges button[data-range="6h"]')).to_have_attribute("aria-pressed", "true")
+    assert history_requests(page)[0] == {"server": "cpu-node-07", "minutes": "360"}
+    assert set(x_scales(page)) == {(start.timestamp(), end.timestamp())}
+    expect(page.locator("#zoom")).to_be_visible()
+
+    page.click("#reset-zoom")
+    expect(page.locator("#zoom")).to_be_hidden()
+    assert "from" not in query(page) and "to" not in query(page)
+    for low, high in x_scales(page):
+        assert high - low == pytest.approx(6 * 3600, abs=5)
+        assert high == pytest.approx(time.time(), abs=30)
+
+
+def test_dragging_zooms_every_chart_and_the_cursor_is_shared(alice_page, fleet):
+    page = alice_page
+    page.goto("/?server=gpu-box-01&range=1h")
+    wait_drawn(page)
+    plot = page.locator("#chart-cpu .u-over").bounding_box()
+    y = plot["y"] + plot["height"] / 2
+    page.mouse.move(plot["x"] + plot["width"] * 0.6, y)
+    # The cursor is shared: hovering the CPU chart puts every chart's cursor on the same sample.
+    cursors = page.evaluate("Object.values(window.trainwatch.charts).map(u => u.cursor.idx)")
+    assert len(set(cursors)) == 1 and cursors[0] is not None
+    page.mouse.move(plot["x"] + plot["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(plot["x"] + plot["width"] * 0.5, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => new URLSearchParams(location.search).has('from')")
+    scales = set(x_scales(page))
+    assert len(scales) == 1
+    low, high = scales.pop()
+    assert high - low == pytest.approx(0.2 * 3600, rel=0.1)
+    q = query(page)
+    assert q["server"] == "gpu-box-01" and q["range"] == "1h"
+    expect(page.locator("#zoom")).to_be_visible()
+
+    page.mouse.dblclick(plot["x"] + plot["width"] * 0.5, y)
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('from')")
+    for low, high in x_scales(page):
+        assert high - low == pytest.approx(3600, abs=5)
+
+
+# --- live updates and empty states ---------------------------------------------------------------------
+
+
+def feed(node, count: int, *, first_step: int = 0, end=None) -> None:
+    """`count` samples 2 s apart, the last at `end` (now by default), as an agent sends them;
+    the CPU reads one point more at each step, so that every sample differs."""
+    end = end or timezone.now()
+    ingest = IngestClient()
+    for i in range(count):
+        at = end - timedelta(seconds=2 * (count - 1 - i))
+        step = first_step + i
+        sample = samples.sample(at, gpus=2, disks=1, step=step, cpu_usage_percent=float(10 + step % 50))
+        response = ingest.send(node, {"sample": sample})
+        assert response.status_code == 200, response.content
+
+
+# 15 minutes are raw samples as they are; an hour groups them by two, so the page must too.
+@pytest.mark.parametrize("range_", ["15m", "1h"])
+def test_new_samples_reach_the_charts_without_rebuilding_them_or_losing_the_zoom(alice_page, tier_db, range_):
+    page = alice_page
+    node = register("live-box", "Live Box")
+    start = timezone.now()
+    feed(node, 30, end=start)
+    page.goto(f"/?server=live-box&range={range_}")
+    wait_drawn(page)
+    page.evaluate("for (const u of Object.values(window.trainwatch.charts)) u.__first = true")
+    plot = page.locator("#chart-cpu .u-over").bounding_box()
+    page.mouse.move(plot["x"] + plot["width"] * 0.2, plot["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(plot["x"] + plot["width"] * 0.9, plot["y"] + 20, steps=4)
+    page.mouse.up()
+    page.wait_for_function("() => new URLSearchParams(location.search).has('from')")
+    zoom = set(x_scales(page))
+    page.mouse.move(0, 0)
+
+    newest = start + timedelta(seconds=6)
+    feed(node, 3, first_step=30, end=newest)
+    page.wait_for_function(
+        "t => Math.max(...window.trainwatch.charts.cpu.data[0]) + window.trainwatch.history.resolution_seconds > t",
+        arg=newest.timestamp(),
+        timeout=15_000,
+    )
+    assert page.evaluate("Object.values(window.trainwatch.charts).every(u => u.__first)"), "charts were rebuilt"
+    assert set(x_scales(page)) == zoom, "the zoom was lost"
+    # The refresh asked for the newest minutes only, yet the page holds what a full read returns.
+    minutes = {"15m": "15", "1h": "60"}[range_]
+    assert [r["minutes"] for r in history_requests(page)][0] == minutes
+    assert all(int(r["minutes"]) <= 2 for r in history_requests(page)[1:])
+    shown, full = page.evaluate(
+        """async (minutes) => {
+            const pick = (p) => [Date.parse(p.collected_at) / 1000, p.cpu_usage_percent, p.gpus[1].memory_percent,
+                                 p.disks[0].read_bps];
+            const body = await fetch(`/api/metrics/history/?server=live-box&minutes=${minutes}`).then(r => r.json());
+            return [window.trainwatch.state.history.points.slice(-6).map(pick), body.points.slice(-6).map(pick)];
+        }""",
+        minutes,
+    )
+    assert shown == [pytest.approx(point) for point in full]
+
+    # Classification labels samples a moment after they are stored; the next refreshes fetch them.
+    classify_server(node.server.id)
+    page.wait_for_function("window.trainwatch.state.history.points.slice(-3).every(p => p.bottleneck)", timeout=15_000)
+    labels = page.evaluate("window.trainwatch.state.history.points.slice(-3).map(p => p.bottleneck)")
+    assert labels == [p["bottleneck"] for p in api_points(page, "live-box", int(minutes))[-3:]]
+
+
+def test_empty_states_from_no_server_to_a_first_sample(alice_page, transactional_db):
+    page = alice_page
+    page.goto("/")
+    expect(page.locator("#no-servers")).to_be_visible()
+    expect(page.locator("#fleet")).to_contain_text("No servers registered yet.")
+    expect(page.locator("#toolbar")).to_be_hidden()
+
+    node = register("new-box", "New Box")
+    expect(page.locator("#waiting")).to_contain_text("Waiting for the first sample from New Box", timeout=12_000)
+    assert query(page)["server"] == "new-box"
+    expect(page.locator('#fleet li[data-slug="new-box"] .seen')).to_have_text("never seen")
+
+    feed(node, 2)
+    wait_drawn(page)
+    expect(page.locator("#waiting")).to_have_count(0)
+    assert chart_lengths(page)["cpu"] >= 1
+    expect(page.locator("#tile-cpu .big")).to_have_text("11%")
+    expect(page.locator('#fleet li[data-slug="new-box"]')).to_have_attribute("data-state", "live")
+
+
+def test_an_unknown_server_in_the_url_says_so_and_keeps_the_fleet(alice_page, fleet):
+    page = alice_page
+    page.goto("/?server=no-such-box")
+    expect(page.locator("#unknown-server")).to_contain_text("no-such-box")
+    expect(page.locator("#fleet li[data-slug]")).to_have_count(4)
+    page.click('#fleet a[data-slug="gpu-box-01"]')
+    wait_drawn(page)
+    assert query(page)["server"] == "gpu-box-01"
+    expect(page.locator("#unknown-server")).to_have_count(0)
