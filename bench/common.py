@@ -47,8 +47,12 @@ def setup_environment(suffix: str = "bench") -> dict:
         url = env["DATABASE_URL"]
         admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
         name = urlsplit(url).path.lstrip("/")
-        exists = subprocess.run(["psql", admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                                check=True, capture_output=True, text=True).stdout.strip()
+        exists = subprocess.run(
+            ["psql", admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         if not exists:
             subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True)
     subprocess.run(
