@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.views.decorators.gzip import gzip_page
 
 from .auth import dashboard_api
 from .bottleneck import title_for
 from .history import HistoryRequestError, history_for
 from .models import DiskSample, GpuSample, MonitoredServer, Snapshot
-from .responses import error
+from .responses import error, gzipped, json_response
 
 GPU_FIELDS = (
     "gpu_index",
@@ -66,16 +65,16 @@ def select_server(request: HttpRequest) -> tuple[list[MonitoredServer], Monitore
     return servers, next((s for s in servers if s.latest_snapshot_at), servers[0])
 
 
-@gzip_page
+@gzipped
 @dashboard_api
-def servers_view(request: HttpRequest) -> JsonResponse:
+def servers_view(request: HttpRequest) -> HttpResponse:
     servers = MonitoredServer.objects.filter(is_active=True)
-    return JsonResponse({"ok": True, "servers": [s.to_dict() for s in servers]})
+    return json_response({"ok": True, "servers": [s.to_dict() for s in servers]})
 
 
-@gzip_page
+@gzipped
 @dashboard_api
-def latest_view(request: HttpRequest) -> JsonResponse:
+def latest_view(request: HttpRequest) -> HttpResponse:
     try:
         servers, server = select_server(request)
     except NoServer as exc:
@@ -85,7 +84,7 @@ def latest_view(request: HttpRequest) -> JsonResponse:
         return error(404, f"server {server.slug!r} has no snapshots yet")
     gpus = list(GpuSample.objects.filter(server_id=server.id, collected_at=snapshots[0].collected_at))
     disks = list(DiskSample.objects.filter(server_id=server.id, collected_at=snapshots[0].collected_at))
-    return JsonResponse(
+    return json_response(
         {
             "ok": True,
             "servers": [s.to_dict() for s in servers],
@@ -95,9 +94,9 @@ def latest_view(request: HttpRequest) -> JsonResponse:
     )
 
 
-@gzip_page
+@gzipped
 @dashboard_api
-def history_view(request: HttpRequest) -> JsonResponse:
+def history_view(request: HttpRequest) -> HttpResponse:
     try:
         servers, server = select_server(request)
     except NoServer as exc:
@@ -106,7 +105,7 @@ def history_view(request: HttpRequest) -> JsonResponse:
         body = history_for(server, request.GET.get("minutes"), request.GET.get("source"))
     except HistoryRequestError as exc:
         return error(400, str(exc))
-    return JsonResponse(
+    return json_response(
         {
             "ok": True,
             **body,

@@ -14,12 +14,13 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import transaction
 from django.utils import timezone
 
 from . import tiers
 from .bottleneck import LABELS
 from .models import MonitoredServer
+from .store import prepared_cursor
 
 SOURCES = ("auto", "raw", "1m", "1h")
 # Resolutions a re-bucketed point may have, in seconds.
@@ -44,6 +45,9 @@ ORDER BY collected_at, {key}
 # Up to this many seconds per point, raw rows are bucketed on the fly (a window of a few
 # hours at most); beyond it the 1-minute tier is cheaper and as fine as needed.
 RAW_MAX_RESOLUTION_SECONDS = 10.0
+# Up to 5-minute points (windows of about three days) the 1-minute tier serves; beyond, reading
+# tens of thousands of its rows costs more than hourly points from the 1-hour tier are worth.
+TIER_1M_MAX_RESOLUTION_SECONDS = 300
 
 
 class HistoryRequestError(ValueError):
@@ -102,7 +106,7 @@ def auto_source(seconds_per_point: float) -> str:
     """The finest source that fits: raw rows, then the 1-minute tier, then the 1-hour tier."""
     if seconds_per_point <= RAW_MAX_RESOLUTION_SECONDS:
         return "raw"
-    return "1m" if step_for(seconds_per_point) < 3600 else "1h"
+    return "1m" if step_for(seconds_per_point) <= TIER_1M_MAX_RESOLUTION_SECONDS else "1h"
 
 
 def step_for(seconds: float) -> int:
@@ -112,8 +116,9 @@ def step_for(seconds: float) -> int:
 def raw_points(server_id: int, start: datetime, end: datetime, limit: int) -> list[dict]:
     """Samples as they are (stride 1): the newest `limit` of the window, oldest first."""
     params = {"server": server_id, "start": start, "end": end, "limit": limit}
-    with connection.cursor() as cursor:
-        cursor.execute(RAW_SNAPSHOTS_SQL, params)
+    with transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cursor.execute(RAW_SNAPSHOTS_SQL, params, prepare=True, binary=True)
         rows = cursor.fetchall()[::-1]
         if not rows:
             return []
@@ -121,7 +126,10 @@ def raw_points(server_id: int, start: datetime, end: datetime, limit: int) -> li
         devices = {}
         for family in (tiers.GPU, tiers.DISK):
             cursor.execute(
-                RAW_DEVICES_SQL.format(key=family.key, metrics=", ".join(family.metrics), table=family.raw), params
+                RAW_DEVICES_SQL.format(key=family.key, metrics=", ".join(family.metrics), table=family.raw),
+                params,
+                prepare=True,
+                binary=True,
             )
             by_time: dict[float, list[dict]] = {}
             for row in cursor.fetchall():
@@ -164,26 +172,27 @@ def segments(server_id: int, source: str, start: datetime, end: datetime) -> lis
 
 
 def _part(family: tiers.Family, piece: tuple[str, datetime, datetime], index: int) -> str:
-    """One piece as rows of (b, n, s_<m>, w_<m>, x_<m>[, bn_<label>]) at the point resolution."""
+    """One piece as rows of (b, s_<m>, w_<m>[, bn_<label>]) at the point resolution: the sum of a
+    metric and the weight behind it, so that pieces of any source average correctly together.
+    Everything is float8: sums of integers would be numeric, several times slower to aggregate."""
     kind = piece[0]
     key = f"{family.key}, " if family.key else ""
     if kind == "raw":
-        cols = ["time_bucket(%(res)s::interval, collected_at) AS b", "1::bigint AS n"]
+        cols = ["time_bucket(%(res)s::interval, collected_at) AS b"]
         for m in family.metrics:
-            cols += [f"{m} AS s_{m}", f"({m} IS NOT NULL)::int AS w_{m}", f"{m} AS x_{m}"]
+            cols += [f"{m} AS s_{m}", f"({m} IS NOT NULL)::int::float8 AS w_{m}"]
         if family.labels:
-            cols += [f"(bottleneck_label = '{label}')::int AS {tiers.label_column(label)}" for label in LABELS]
+            cols += [f"(bottleneck_label = '{label}')::int::float8 AS {tiers.label_column(label)}" for label in LABELS]
         where = f"collected_at >= %(from_{index})s AND collected_at <= %(to_{index})s"
         return f"SELECT {key}{', '.join(cols)} FROM {family.raw} WHERE server_id = %(server)s AND {where}"
-    cols = ["time_bucket(%(res)s::interval, bucket) AS b", "sample_count AS n"]
+    cols = ["time_bucket(%(res)s::interval, bucket) AS b"]
     for m in family.metrics:
         cols += [
             f"{m}_avg * sample_count AS s_{m}",
-            f"CASE WHEN {m}_avg IS NULL THEN 0 ELSE sample_count END AS w_{m}",
-            f"{m}_max AS x_{m}",
+            f"CASE WHEN {m}_avg IS NULL THEN 0 ELSE sample_count END::float8 AS w_{m}",
         ]
     if family.labels:
-        cols += [tiers.label_column(label) for label in LABELS]
+        cols += [f"{tiers.label_column(label)}::float8" for label in LABELS]
     return (
         f"SELECT {key}{', '.join(cols)} FROM {family.relation(kind)} "
         f"WHERE server_id = %(server)s AND bucket >= %(from_{index})s AND bucket < %(to_{index})s"
@@ -196,7 +205,8 @@ def tier_sql(family: tiers.Family, pieces) -> str:
     # Epoch seconds, not timestamps: parsing thousands of timestamps costs more than the query.
     cols = ["extract(epoch FROM b)::float8"]
     for m in family.metrics:
-        cols += [f"sum(s_{m}) / NULLIF(sum(w_{m}), 0)"]
+        # Two decimals are finer than any chart shows, and halve the size of a history.
+        cols += [f"round((sum(s_{m}) / NULLIF(sum(w_{m}), 0))::numeric, 2)::float8"]
     if family.labels:
         cols += [f"sum({tiers.label_column(label)})" for label in LABELS]
     order = f"b, {family.key}" if family.key else "b"
@@ -208,15 +218,18 @@ def tier_points(server_id: int, source: str, resolution: float, start: datetime,
     params = {"server": server_id, "res": timedelta(seconds=resolution)}
     for i, (_, lo, hi) in enumerate(pieces):
         params[f"from_{i}"], params[f"to_{i}"] = lo, hi
-    with connection.cursor() as cursor:
-        cursor.execute(tier_sql(tiers.SNAPSHOT, pieces), params)
+    with transaction.atomic(), prepared_cursor() as cursor:
+        if source != "raw":
+            # A few thousand tier rows: starting parallel workers costs more than it saves.
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cursor.execute(tier_sql(tiers.SNAPSHOT, pieces), params, prepare=True, binary=True)
         rows = cursor.fetchall()
         devices = {}
         for family in (tiers.GPU, tiers.DISK):
-            cursor.execute(tier_sql(family, pieces), params)
+            cursor.execute(tier_sql(family, pieces), params, prepare=True, binary=True)
             by_bucket: dict[float, list[dict]] = {}
             for row in cursor.fetchall():
-                by_bucket.setdefault(row[1], []).append({family.key: row[0], **_values(family.metrics, row[2:])})
+                by_bucket.setdefault(row[1], []).append({family.key: row[0], **dict(zip(family.metrics, row[2:]))})
             devices[family.name] = by_bucket
     points = []
     metric_count = len(SNAPSHOT_METRICS)
@@ -224,7 +237,7 @@ def tier_points(server_id: int, source: str, resolution: float, start: datetime,
         bucket = row[0]
         counts = row[1 + metric_count :]
         when = datetime.fromtimestamp(bucket, UTC).isoformat()
-        point = {"collected_at": when, **_values(SNAPSHOT_METRICS, row[1 : 1 + metric_count])}
+        point = {"collected_at": when, **dict(zip(SNAPSHOT_METRICS, row[1 : 1 + metric_count]))}
         point["bottleneck"] = _most_frequent(counts)
         point["gpus"] = devices["gpusample"].get(bucket, [])
         point["disks"] = devices["disksample"].get(bucket, [])
@@ -233,7 +246,7 @@ def tier_points(server_id: int, source: str, resolution: float, start: datetime,
 
 
 def _values(names, values) -> dict:
-    # Two decimals are finer than any chart shows, and halve the size of a history.
+    # Two decimals, as tier_sql rounds them.
     return {name: None if value is None else round(value, 2) for name, value in zip(names, values)}
 
 

@@ -11,13 +11,13 @@ import logging
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from .models import MonitoredServer
 from .queue import request_classification
-from .responses import error
+from .responses import error, json_response
 from .store import prepared_cursor, store_sample
 from .validation import SampleError, check_not_in_future, parse_body
 
@@ -59,7 +59,7 @@ def _read_body(request: HttpRequest) -> bytes | None:
 
 
 @csrf_exempt
-def ingest_metrics(request: HttpRequest, server_slug: str) -> JsonResponse:
+def ingest_metrics(request: HttpRequest, server_slug: str) -> HttpResponse:
     if request.method != "POST":
         response = error(405, f"method {request.method} is not allowed; POST one sample")
         response["Allow"] = "POST"
@@ -75,7 +75,7 @@ def ingest_metrics(request: HttpRequest, server_slug: str) -> JsonResponse:
         return response
 
 
-def _ingest(request: HttpRequest, server_slug: str) -> JsonResponse:
+def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
     server = _find_server(server_slug)
     if server is None:
         return error(404, f"unknown server {server_slug!r}; register it with manage.py register_server")
@@ -107,7 +107,7 @@ def _ingest(request: HttpRequest, server_slug: str) -> JsonResponse:
         return error(400, "sample: refused by the database; check the values' ranges")
     if created or snapshot["bottleneck"] is None:
         transaction.on_commit(lambda: request_classification(server.id))
-    return JsonResponse(
+    return json_response(
         {
             "ok": True,
             "server": {

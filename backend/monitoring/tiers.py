@@ -206,7 +206,9 @@ def _create_cagg(cursor, family: Family, tier: str) -> None:
 def _create_rollup(cursor, family: Family, tier: str) -> None:
     rel = family.relation(tier)
     columns = ", ".join(f"{name} {kind}" for name, kind in tier_columns(family))
-    cursor.execute(f"CREATE TABLE IF NOT EXISTS {rel} ({columns}, UNIQUE ({family.group}, bucket))")
+    # (server, bucket[, device]): the history reads one server's time range of every device.
+    unique = "server_id, bucket" + (f", {family.key}" if family.key else "")
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {rel} ({columns}, UNIQUE ({unique}))")
     cursor.execute(
         "SELECT create_hypertable(%s, 'bucket', chunk_time_interval => %s::interval, if_not_exists => true)",
         [rel, CHUNK[tier]],

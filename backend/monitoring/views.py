@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from .auth import refuse_page, user_is_allowed
+from .responses import error, json_response
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -20,11 +21,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "monitoring/dashboard.html", {"dashboard_config": config})
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
+def healthz(request: HttpRequest) -> HttpResponse:
     """For load balancers and container health checks: 200 when the database answers."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
-        return JsonResponse({"ok": False, "error": "the database is unavailable"}, status=503)
-    return JsonResponse({"ok": True})
+        return error(503, "the database is unavailable")
+    return json_response({"ok": True})
