@@ -19,6 +19,9 @@ TEST_REDIS_DB = int(os.environ.get("TRAINWATCH_TEST_REDIS_DB", "15"))
 if os.environ.get("TRAINWATCH_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TRAINWATCH_TEST_DB"]}
 CELERY_BROKER_URL = urlunsplit(urlsplit(_APP_BROKER_URL)._replace(path=f"/{TEST_REDIS_DB}"))
+# Celery reads the CELERY_BROKER_URL environment variable before its configuration (`make test`
+# exports it): point both at the test database.
+os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 MONITORING_REDIS_PREFIX = "trainwatch-test"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
