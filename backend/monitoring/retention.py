@@ -76,15 +76,16 @@ class Chunk:
     bytes: int
 
 
-def _hypertable(cursor, relation: str) -> str:
-    """The hypertable behind a relation (a continuous aggregate's materialization table)."""
+def _hypertable(cursor, relation: str) -> tuple[str, str, str]:
+    """(qualified name, schema, name) of the hypertable behind a relation: the relation itself,
+    or a continuous aggregate's materialization hypertable."""
     cursor.execute(
-        "SELECT materialization_hypertable_schema || '.' || materialization_hypertable_name "
+        "SELECT materialization_hypertable_schema, materialization_hypertable_name "
         "FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
         [relation],
     )
-    row = cursor.fetchone()
-    return row[0] if row else relation
+    schema, name = cursor.fetchone() or ("public", relation)
+    return f"{schema}.{name}", schema, name
 
 
 def chunks_to_drop(now: datetime | None = None) -> list[Chunk]:
@@ -94,8 +95,7 @@ def chunks_to_drop(now: datetime | None = None) -> list[Chunk]:
         for tier, days in policies().items():
             cutoff = now - timedelta(days=days)
             for relation in relations(tier):
-                hypertable = _hypertable(cursor, relation)
-                schema, _, name = hypertable.rpartition(".")
+                hypertable, schema, name = _hypertable(cursor, relation)
                 cursor.execute(
                     "SELECT c.chunk_schema || '.' || c.chunk_name, c.range_start, c.range_end, "
                     "coalesce(s.total_bytes, 0) "
@@ -104,7 +104,7 @@ def chunks_to_drop(now: datetime | None = None) -> list[Chunk]:
                     "AND s.chunk_name = c.chunk_name "
                     "WHERE c.hypertable_schema = %s AND c.hypertable_name = %s AND c.range_end <= %s "
                     "ORDER BY c.range_start",
-                    [hypertable, schema or "public", name, cutoff],
+                    [hypertable, schema, name, cutoff],
                 )
                 plan += [Chunk(tier, relation, *row) for row in cursor.fetchall()]
     return plan
@@ -182,15 +182,14 @@ def report() -> list[TierReport]:
     with connection.cursor() as cursor:
         for tier, days in policies().items():
             for relation in relations(tier):
-                hypertable = _hypertable(cursor, relation)
-                schema, _, name = hypertable.rpartition(".")
+                hypertable, schema, name = _hypertable(cursor, relation)
                 cursor.execute(
                     "SELECT hypertable_size(%s), "
                     "(SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_schema = %s "
                     " AND hypertable_name = %s), "
                     "(SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_schema = %s "
                     " AND hypertable_name = %s AND is_compressed)",
-                    [hypertable, schema or "public", name, schema or "public", name],
+                    [hypertable, schema, name, schema, name],
                 )
                 size, chunks, compressed = cursor.fetchone()
                 column = TIME_COLUMN[tier]
