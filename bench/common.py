@@ -18,8 +18,9 @@ DEFAULT_DATABASE_URL = "postgres://trainwatch:trainwatch@127.0.0.1:5432/trainwat
 
 
 def bench_database_url(suffix: str = "bench") -> str:
-    """The configured DATABASE_URL with its database renamed, so benchmarks never touch real data."""
-    url = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    """The configured DATABASE_URL with its database renamed, so benchmarks never touch real data.
+    A benchmark started by another one renames the original URL, not the other one's."""
+    url = urlsplit(os.environ.get("BENCH_BASE_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     return urlunsplit(url._replace(path=f"{url.path.rstrip('/')}_{suffix}"))
 
 
@@ -31,6 +32,7 @@ def bench_broker_url(db: int = 14) -> str:
 def setup_environment(suffix: str = "bench") -> dict:
     """Point this process (and its children) at the benchmark database and broker, migrated."""
     env = dict(os.environ)
+    env.setdefault("BENCH_BASE_DATABASE_URL", os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     env.update(
         DATABASE_URL=bench_database_url(suffix),
         CELERY_BROKER_URL=bench_broker_url(),
