@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from trainwatch_agent import logs
+from trainwatch_agent import logs, values
 from trainwatch_agent.config import Config, ConfigError, load
 from trainwatch_agent.spool import SpoolError
 
@@ -32,7 +32,7 @@ def once(config: Config) -> dict:
         sample = sampler.sample()
     finally:
         sampler.close()
-    return {"sample": sample, "agent": agent_info(config.labels)}
+    return values.valid_unicode({"sample": sample, "agent": agent_info(config.labels)})
 
 
 def main(argv: Sequence[str] | None = None) -> None:

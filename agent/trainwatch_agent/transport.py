@@ -57,8 +57,10 @@ def agent_info(labels: dict[str, str]) -> dict[str, Any]:
 
 
 def encode(sample: dict[str, Any], agent: dict[str, Any]) -> bytes:
+    # Every string the server receives passes here: undecodable names become valid Unicode.
+    body = values.valid_unicode({"sample": sample, "agent": agent})
     # allow_nan=False: the server refuses NaN/Infinity, and the collectors never produce them.
-    return json.dumps({"sample": sample, "agent": agent}, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Transport:

@@ -9,10 +9,12 @@ cannot be sent as read is clamped when it is merely a little off (a percent of
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 MAX_BIGINT = 2**63 - 1
 MAX_NUMBER = 1e15
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _finite(value: Any) -> float | None:
@@ -78,3 +80,35 @@ def text(value: Any, limit: int) -> str | None:
     if not isinstance(value, str):
         value = str(value)
     return value.replace("\x00", "")[:limit]
+
+
+def valid_unicode(value: Any) -> Any:
+    """`value` with every string in it, dict keys too, made valid Unicode (through dicts and lists).
+
+    Python hands names it could not decode (a process, a disk, the hostname, a label from the
+    command line) over as lone surrogates: the byte 0xff becomes '\\udcff'. JSON would send
+    those as `\\udcff` escapes, which the server cannot store. Instead the original bytes are
+    decoded as UTF-8, with U+FFFD for whatever is not UTF-8.
+    """
+    if isinstance(value, str):
+        return _repaired(value)
+    if isinstance(value, dict):
+        return {_repaired(k) if isinstance(k, str) else k: valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [valid_unicode(v) for v in value]
+    return value
+
+
+def _repaired(text: str) -> str:
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        # A surrogate that no decoding made (outside U+DC80..U+DCFF): no bytes to recover.
+        return _SURROGATE.sub("\ufffd", text)

@@ -68,7 +68,7 @@ class FakeNVML:
         self.calls[name] += 1
         table = self.gpus[handle]
         answer = table.get((name, *key), table.get(name, NVMLError_NotSupported()))
-        if isinstance(answer, NVMLError):
+        if isinstance(answer, Exception):
             raise answer
         return answer
 

@@ -92,6 +92,13 @@ def test_a_transient_nvml_error_costs_one_reading_only(recorded_psutil):
     assert collector.collect()["gpus"][0]["temperature_c"] == 66.0
 
 
+def test_a_name_that_is_not_utf8_costs_the_name_only(recorded_psutil):
+    # nvidia-ml-py decodes the driver's bytes strictly.
+    undecodable = UnicodeDecodeError("utf-8", b"A100 \xff", 5, 6, "invalid start byte")
+    gpu = started(FakeNVML([a100(name=undecodable)])).collect()["gpus"][0]
+    assert gpu == {**A100_0, "name": None}
+
+
 def test_a_gpu_that_answers_nothing_still_appears_with_null_fields(recorded_psutil):
     lost = {name: fake_nvml.NVMLError_GpuIsLost() for name in a100()}
     gpus = started(FakeNVML([a100(), lost])).collect()["gpus"]

@@ -141,6 +141,10 @@ class GpuCollector:
             if self._permanent and isinstance(exc, self._permanent):
                 self._unsupported.add(key)
             return None
+        except UnicodeDecodeError:
+            # nvidia-ml-py decodes names strictly: a name that is not UTF-8 is one unreadable
+            # field, never the whole GPU.
+            return None
 
     def _static_call(self, index: int, function: str, *args: Any) -> Any:
         """Like _call, for values that never change while the driver is loaded."""
