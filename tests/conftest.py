@@ -21,6 +21,10 @@ from django.test import Client
 
 from monitoring import queue
 from monitoring.models import MonitoredServer
+from tests import hypothesis_profiles
+
+# "ci" under CI, "dev" elsewhere: loaded before any test module builds its @settings from it.
+hypothesis_profiles.load()
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

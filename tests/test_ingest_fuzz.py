@@ -1,4 +1,10 @@
-"""Thousands of malformed bodies at ingest: never a 5xx, never a row stored for a rejected body."""
+"""Thousands of malformed bodies at ingest: never a 5xx, never a row stored for a rejected body.
+
+Under CI the examples are the same on every run (the "ci" profile, tests/hypothesis_profiles.py);
+elsewhere each run explores new ones. Every failure these properties ever find becomes a plain
+regression test in this file, with the body that failed written out, so that it is checked on
+every run whatever the examples.
+"""
 
 from __future__ import annotations
 
