@@ -262,6 +262,23 @@ class RetentionPolicy(models.Model):
             raise ValidationError({"days": str(exc)}) from None
 
 
+class MaintenanceRun(models.Model):
+    """When one of beat's database tasks (refresh_tiers, compress_chunks, apply_retention)
+    last succeeded and last failed: `manage.py tiers status` and /healthz read it."""
+
+    task = models.CharField(max_length=64, primary_key=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.task
+
+    @property
+    def failing(self) -> bool:
+        return self.failed_at is not None and (self.succeeded_at is None or self.failed_at > self.succeeded_at)
+
+
 SAMPLE_TABLES = ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample")
 
 

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import retention, tiers
+from . import compression, maintenance, retention, tiers
 from .classification import classify_pending, servers_with_stale_pending
 from .queue import clear_pending
 
@@ -39,16 +39,34 @@ def sweep_unclassified() -> int:
 
 @shared_task
 def refresh_tiers() -> dict:
-    """Roll up settled dirty buckets (rollup tables; continuous aggregates refresh themselves)."""
-    if tiers.installed_backend() != "rollup":
+    """Bring the tiers up to date, whichever backend made them (see tiers.py)."""
+    with maintenance.recorded(maintenance.REFRESH) as run:
+        backend = tiers.installed_backend()
+        if backend == "rollup":
+            done = tiers.refresh_rollups()
+            run.skipped = done is None
+            return done or {}
+        if backend == "continuous":
+            run.skipped = not tiers.refresh_continuous()
         return {}
-    return tiers.refresh_rollups()
+
+
+@shared_task
+def compress_chunks() -> int:
+    """Compress raw chunks past MONITORING_COMPRESS_AFTER_DAYS (full edition; nothing elsewhere)."""
+    with maintenance.recorded(maintenance.COMPRESS) as run:
+        done = compression.compress_old_chunks()
+        run.skipped = done is None
+    if done:
+        log.info("compression: compressed %d chunk(s)", len(done))
+    return len(done or [])
 
 
 @shared_task
 def apply_retention() -> int:
     """Drop the chunks past each tier's retention policy."""
-    dropped = retention.apply()
+    with maintenance.recorded(maintenance.RETENTION):
+        dropped = retention.apply()
     if dropped:
         log.info("retention: dropped %d chunk(s), %d bytes", len(dropped), sum(c.bytes for c in dropped))
     return len(dropped)

@@ -5,8 +5,10 @@ per bucket: `sample_count`, `<metric>_avg` and `<metric>_max` of every metric th
 history shows, and (snapshots) the bottleneck mix `bn_<label>` (samples per label):
 
 - `continuous`: real continuous aggregates (TimescaleDB's Timescale-licensed edition,
-  e.g. the official Docker image), 1h built on 1m, refreshed by TimescaleDB's own
-  policies, materialized only (the history query adds the raw tail itself).
+  e.g. the official Docker image), 1h built on 1m, materialized only (the history query
+  adds the raw tail itself), refreshed by the `refresh_tiers` Celery beat task over the
+  window late samples can reach (not by TimescaleDB's policies: its background jobs can
+  fail, see dbjobs.py).
 - `rollup`: plain hypertables (the Apache edition, e.g. Debian's package), refreshed by
   the `refresh_tiers` Celery beat task. The classifier marks the 1-minute bucket of
   every snapshot it labels as dirty (`monitoring_tierdirty`), so late samples and late
@@ -35,6 +37,8 @@ INTERVAL = {"1m": "1 minute", "1h": "1 hour"}
 # Chunk size of the rollup hypertables (continuous aggregates choose their own).
 CHUNK = {"1m": "7 days", "1h": "90 days"}
 BACKENDS = ("continuous", "rollup")
+# Advisory lock key held by whoever refreshes the tiers: one refresher at a time.
+REFRESH_LOCK = 7302
 
 
 def label_column(label: str) -> str:
@@ -182,15 +186,13 @@ def forget_backend() -> None:
 
 
 def install(cursor, backend: str) -> None:
-    """Create the tier relations (and, for continuous aggregates, their refresh policies)."""
+    """Create the tier relations (beat refreshes them, whichever backend they are)."""
     for tier in TIERS:
         for family in FAMILIES:
             if backend == "continuous":
                 _create_cagg(cursor, family, tier)
             else:
                 _create_rollup(cursor, family, tier)
-    if backend == "continuous":
-        set_refresh_policies(cursor)
     forget_backend()
 
 
@@ -213,26 +215,6 @@ def _create_rollup(cursor, family: Family, tier: str) -> None:
         "SELECT create_hypertable(%s, 'bucket', chunk_time_interval => %s::interval, if_not_exists => true)",
         [rel, CHUNK[tier]],
     )
-
-
-def set_refresh_policies(cursor) -> None:
-    """Continuous aggregates re-materialize what changed as far back as late samples can reach."""
-    late = timedelta(days=settings.MONITORING_TIER_LATE_DAYS)
-    policies = {
-        # 1m: every minute, up to the last complete minute, back as far as a spool replay can reach.
-        "1m": (late, timedelta(minutes=1), timedelta(minutes=1)),
-        # 1h: every 10 minutes from the 1m aggregate, up to the last complete hour.
-        "1h": (late + timedelta(hours=2), timedelta(hours=1), timedelta(minutes=10)),
-    }
-    for tier, (start, end, every) in policies.items():
-        for family in FAMILIES:
-            rel = family.relation(tier)
-            cursor.execute("SELECT remove_continuous_aggregate_policy(%s, if_exists => true)", [rel])
-            cursor.execute(
-                "SELECT add_continuous_aggregate_policy(%s, start_offset => %s, end_offset => %s, "
-                "schedule_interval => %s)",
-                [rel, start, end, every],
-            )
 
 
 def drop(cursor) -> None:
@@ -319,8 +301,10 @@ def _take_touched(cursor, tier: str, settled_before: datetime) -> int:
     return taken
 
 
-def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None) -> dict[str, int]:
-    """Roll up every settled dirty bucket: 1m from raw rows, then 1h from 1m. Safe to run twice."""
+def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None) -> dict[str, int] | None:
+    """Roll up every settled dirty bucket: 1m from raw rows, then 1h from 1m. Safe to run twice.
+
+    None when another refresher is at it."""
     from django.utils import timezone
 
     now = now or timezone.now()
@@ -330,9 +314,9 @@ def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None
     done = {}
     with transaction.atomic(), connection.cursor() as cursor:
         # One refresher at a time; a second one has nothing to add.
-        cursor.execute("SELECT pg_try_advisory_xact_lock(7302)")
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REFRESH_LOCK])
         if not cursor.fetchone()[0]:
-            return {"1m": 0, "1h": 0}
+            return None
         done["1m"] = _take_touched(cursor, "1m", settled_before)
         if done["1m"]:
             _upsert_buckets(cursor, "1m", None)
@@ -369,6 +353,72 @@ def rollup_range(server_id: int, start: datetime, end: datetime) -> None:
                 cursor.execute(f"INSERT INTO {rel} ({names}) SELECT {names} FROM ({select}) s", [server_id, lo, hi])
 
 
+# --- continuous aggregates (full edition) -----------------------------------------------------
+
+
+def watermark(cursor, relation: str) -> datetime | None:
+    """Where a continuous aggregate's materialized buckets end (None: nothing materialized)."""
+    # In microseconds since 1970; before any refresh it is the smallest time there is.
+    cursor.execute(
+        "SELECT CASE WHEN w > 0 THEN _timescaledb_functions.to_timestamp(w) END FROM ("
+        "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) AS w "
+        "FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s) watermark",
+        [relation],
+    )
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _refresh_aggregates(windows: dict[str, tuple], wait: bool) -> bool:
+    """Refresh every continuous aggregate over its (start, end) window (by relation), 1m then 1h
+    (built on 1m), holding the refresh lock; False if not waiting and the lock is taken.
+
+    Not inside a transaction block: refresh_continuous_aggregate refuses to run in one.
+    """
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [REFRESH_LOCK])
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [REFRESH_LOCK])
+            if not cursor.fetchone()[0]:
+                return False
+        try:
+            for tier in TIERS:
+                for family in FAMILIES:
+                    rel = family.relation(tier)
+                    cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [rel, *windows[rel]])
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [REFRESH_LOCK])
+    return True
+
+
+def refresh_continuous(now: datetime | None = None) -> bool:
+    """Beat's refresh: the window late samples can reach, up to buckets that ended
+    MONITORING_TIER_SETTLE_SECONDS ago. TimescaleDB materializes only what its invalidation
+    log says changed in the window (and buckets never materialized), so a run with nothing new
+    costs a few catalog reads. Safe to run twice; False when another refresher is at it.
+
+    The window also reaches back to where an aggregate's materialized buckets end: after beat
+    was stopped for longer than the window, or on a database whose refresh policies failed,
+    the run catches up instead of leaving a hole.
+    """
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    end = now - timedelta(seconds=settings.MONITORING_TIER_SETTLE_SECONDS)
+    late = timedelta(days=settings.MONITORING_TIER_LATE_DAYS)
+    # An hour is refreshed from its minutes, so its window starts earlier (with a margin).
+    back = {"1m": late, "1h": late + 2 * WIDTH["1h"]}
+    windows = {}
+    with connection.cursor() as cursor:
+        for tier in TIERS:
+            for family in FAMILIES:
+                rel = family.relation(tier)
+                mark = watermark(cursor, rel)
+                windows[rel] = (min(now - back[tier], mark - WIDTH[tier]) if mark else None, end)
+    return _refresh_aggregates(windows, wait=False)
+
+
 # --- refreshing whatever the backend is --------------------------------------------------------
 
 
@@ -378,15 +428,10 @@ def refresh(start: datetime | None = None, end: datetime | None = None) -> None:
     if backend == "rollup":
         refresh_rollups(now=end + WIDTH["1h"] if end else None, settle=timedelta(0))
     elif backend == "continuous":
-        # refresh_continuous_aggregate cannot run inside a transaction block. The window
-        # reaches one bucket past `end` so that the newest, still filling, bucket is included.
-        with connection.cursor() as cursor:
-            for tier in TIERS:
-                upto = end + WIDTH[tier] if end is not None else None
-                for family in FAMILIES:
-                    cursor.execute(
-                        "CALL refresh_continuous_aggregate(%s, %s, %s)", [family.relation(tier), start, upto]
-                    )
+        # The window reaches one bucket past `end` so that the newest, still filling, bucket is
+        # included. A beat refresh under way is waited for.
+        windows = {f.relation(tier): (start, end + WIDTH[tier] if end else None) for tier in TIERS for f in FAMILIES}
+        _refresh_aggregates(windows, wait=True)
 
 
 # --- where each tier stops: the history query adds raw rows (or finer buckets) after it ---------
@@ -404,16 +449,7 @@ def horizons(server_id: int) -> dict[str, datetime | None]:
     with connection.cursor() as cursor:
         for tier in TIERS:
             if backend == "continuous":
-                # The watermark is in microseconds since 1970; before any refresh it is the
-                # smallest time there is, which means "nothing materialized".
-                cursor.execute(
-                    "SELECT CASE WHEN w > 0 THEN _timescaledb_functions.to_timestamp(w) END FROM ("
-                    "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) AS w "
-                    "FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s) watermark",
-                    [SNAPSHOT.relation(tier)],
-                )
-                row = cursor.fetchone()
-                result[tier] = row[0] if row else None
+                result[tier] = watermark(cursor, SNAPSHOT.relation(tier))
                 continue
             cursor.execute(
                 f"SELECT (SELECT max(bucket) FROM {SNAPSHOT.relation(tier)} WHERE server_id = %s), "

@@ -8,6 +8,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from . import dbjobs, maintenance
 from .auth import refuse_page, user_is_allowed
 from .responses import error, json_response
 
@@ -22,10 +23,26 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """For load balancers and container health checks: 200 when the database answers."""
+    """For load balancers and container health checks: 200 when the database answers.
+
+    It also reports what needs a person but not another web node, still with 200: the
+    database's own jobs that fail, and beat's tier refresh falling behind.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
         return error(503, "the database is unavailable")
-    return json_response({"ok": True})
+    body = {"ok": True}
+    try:
+        body["database_jobs"] = {"failing": [job.to_dict() for job in dbjobs.failing()]}
+        body["tier_refresh"] = maintenance.refresh_state().to_dict()
+    except DatabaseError as exc:
+        # E.g. before the migrations ran: the database answers, which is what is asked.
+        body["report_error"] = (str(exc).strip().splitlines() or [repr(exc)])[0]
+    return json_response(body)
+
+
+def mail_off(request: HttpRequest) -> HttpResponse:
+    """Password reset and adding an address send mail; with MONITORING_MAIL=off they are not offered."""
+    return render(request, "monitoring/mail_off.html", status=404)

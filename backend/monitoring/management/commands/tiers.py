@@ -1,6 +1,8 @@
 """The downsampled tiers: what they are made of, and refreshing them by hand.
 
-manage.py tiers status     backend, edition, and how far each tier has rolled up
+manage.py tiers status     backend, edition, how far each tier has rolled up, when beat
+                           last refreshed, compressed and applied retention, and the
+                           database's own jobs that fail
 manage.py tiers refresh    roll up everything pending now (rollup tables) or
                            refresh the continuous aggregates over --days
 """
@@ -13,7 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import tiers
+from monitoring import dbjobs, maintenance, tiers
 
 
 class Command(BaseCommand):
@@ -21,7 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("status", help="backend, edition and each tier's newest bucket")
+        sub.add_parser("status", help="backend, edition, each tier's newest bucket, beat's runs, failing jobs")
         refresh = sub.add_parser("refresh", help="bring the tiers up to date now")
         refresh.add_argument("--days", type=float, default=3.0, help="how far back (continuous aggregates)")
 
@@ -43,3 +45,26 @@ class Command(BaseCommand):
                 if tiers.installed_backend() == "rollup":
                     line += f", {pending} bucket(s) waiting" + (f" (oldest {oldest})" if oldest else "")
                 self.stdout.write(line)
+        self._beat()
+        self._database_jobs(edition)
+
+    def _beat(self) -> None:
+        state = maintenance.refresh_state()
+        line = f"beat's tier refresh: last succeeded {state.succeeded_at or 'never'}"
+        if state.behind:
+            line += f" (BEHIND: more than {maintenance.refresh_due()} ago; is beat running?)"
+        self.stdout.write(line)
+        for run in maintenance.runs():
+            line = f"  {run.task}: last succeeded {run.succeeded_at or 'never'}"
+            if run.failing:
+                line += f", FAILED at {run.failed_at}: {run.error}"
+            self.stdout.write(line)
+
+    def _database_jobs(self, edition: str) -> None:
+        if edition != "timescale":
+            self.stdout.write("database jobs: not checked (Apache edition; TrainWatch adds none)")
+            return
+        failing = dbjobs.failing()
+        self.stdout.write(f"database jobs: {len(failing)} failing")
+        for job in failing:
+            self.stdout.write(f"  FAILING job {job.job_id}: {job.describe()}")
