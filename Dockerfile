@@ -25,4 +25,5 @@ RUN DJANGO_SECRET_KEY=collectstatic-only python backend/manage.py collectstatic 
 USER trainwatch
 WORKDIR /app/backend
 EXPOSE 8000
-CMD ["gunicorn", "trainwatch.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-", "--timeout", "30"]
+# Worker model, timeouts and worker count (WEB_CONCURRENCY): backend/gunicorn.conf.py.
+CMD ["gunicorn", "trainwatch.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

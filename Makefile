@@ -49,9 +49,11 @@ run: venv frontend services ## The whole system on this machine, watching itself
 	@scripts/run.sh
 
 .PHONY: test-tools
-test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI to validate docker-compose.yml
+test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI to validate docker-compose.yml, nginx (the proxy)
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -q && $$sudo apt-get install -y -q docker-compose; }
+	@[ -x /usr/sbin/nginx ] || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q nginx-light; }
 
 .PHONY: services
 services: ## TimescaleDB and Redis up and reachable (installs what is missing)
@@ -62,9 +64,9 @@ migrate: venv services ## Apply database migrations
 	$(MANAGE) migrate --no-input
 
 .PHONY: web
-web: venv frontend ## The web app: gunicorn on 127.0.0.1:$(PORT)
+web: venv frontend ## The web app: gunicorn on 127.0.0.1:$(PORT) (settings: backend/gunicorn.conf.py)
 	cd backend && exec ../$(VENV)/bin/gunicorn trainwatch.wsgi --bind 127.0.0.1:$(PORT) \
-		--workers $(WEB_WORKERS) --access-logfile - --timeout 30
+		--workers $(WEB_WORKERS) --access-logfile -
 
 .PHONY: worker
 worker: venv ## The Celery worker (classification, tiers, retention)
@@ -84,7 +86,9 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff format --check backend tests bench agent
 
 .PHONY: bench-ingest
-bench-ingest: venv services ## Ingest throughput over HTTP vs COPY into the hypertables
+bench-ingest: venv services ## Ingest throughput over HTTP (gevent and sync workers) vs COPY into the hypertables
+	@command -v wrk >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q wrk; }
 	$(PY) bench/ingest.py
 
 .PHONY: bench-agent

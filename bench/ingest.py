@@ -270,7 +270,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--servers", type=int, default=50, help="servers the clients post for (default 50)")
-    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn sync workers (default 4)")
+    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers (default 4)")
+    parser.add_argument(
+        "--worker-classes",
+        default="gevent,sync",
+        help="gunicorn worker models to compare, the production one first (default gevent,sync)",
+    )
     parser.add_argument("--worker-concurrency", type=int, default=1, help="Celery worker processes (default 1)")
     parser.add_argument("--copy-samples", type=int, default=50000, help="samples for the COPY ceiling")
     parser.add_argument("--beat", action="store_true", help="run Celery beat too (tier refresh, sweeper)")
@@ -278,16 +283,19 @@ def main() -> None:
     args = parser.parse_args()
 
     env = setup_environment()
-    http, lag, cpu = measure_ingest(
-        env,
-        args.duration,
-        args.connections,
-        args.threads,
-        args.servers,
-        args.web_workers,
-        args.worker_concurrency,
-        beat=args.beat,
-    )
+    runs = {}
+    for worker_class in args.worker_classes.split(","):
+        runs[worker_class] = measure_ingest(
+            {**env, "GUNICORN_WORKER_CLASS": worker_class},
+            args.duration,
+            args.connections,
+            args.threads,
+            args.servers,
+            args.web_workers,
+            args.worker_concurrency,
+            beat=args.beat,
+        )
+    http, lag, cpu = next(iter(runs.values()))
     if args.json:
         print(json.dumps({"rate": http["requests"] / http["seconds"], **http, **lag}))
         return
@@ -307,21 +315,24 @@ def main() -> None:
             ["path", "samples/s", "p50 ms", "p99 ms", "max ms", "errors", "classification lag p50 / p95 s"],
             [
                 [
-                    "HTTP ingest (gunicorn + Celery)",
-                    f"{rate:,.0f}",
-                    f"{http['p50_ms']:.1f}",
-                    f"{http['p99_ms']:.1f}",
-                    f"{http['max_ms']:.1f}",
-                    http["non_200"] + http["socket_errors"],
-                    f"{lag['lag_p50_s']:.2f} / {lag['lag_p95_s']:.2f}",
-                ],
+                    f"HTTP ingest, {worker_class} workers (gunicorn + Celery)",
+                    f"{run_http['requests'] / run_http['seconds']:,.0f}",
+                    f"{run_http['p50_ms']:.1f}",
+                    f"{run_http['p99_ms']:.1f}",
+                    f"{run_http['max_ms']:.1f}",
+                    run_http["non_200"] + run_http["socket_errors"],
+                    f"{run_lag['lag_p50_s']:.2f} / {run_lag['lag_p95_s']:.2f}",
+                ]
+                for worker_class, (run_http, run_lag, _) in runs.items()
+            ]
+            + [
                 ["COPY into hypertables (ceiling)", f"{copy_rate:,.0f}", "", "", "", "", ""],
                 ["ratio HTTP / COPY", f"{rate / copy_rate:.2f}", "", "", "", "", ""],
             ],
         )
     )
     print(f"\nstored {lag['stored']:,} snapshots, classified {lag['classified']:,}")
-    print("\nWhere the CPU went during the HTTP run (both cores together):\n")
+    print(f"\nWhere the CPU went during the HTTP run with {next(iter(runs))} workers (both cores together):\n")
     total = sum(cpu.values())
     print(
         table(

@@ -92,7 +92,7 @@ def load_once(browser, base: str, state: dict, range_: str) -> dict:
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"/?server={SLUG}&range={range_}")
-    page.wait_for_function("window.trainwatch && window.trainwatch.drawnAt != null", timeout=30_000)
+    page.wait_for_function("() => window.trainwatch && window.trainwatch.drawnAt != null", timeout=30_000)
     drawn_ms = page.evaluate("performance.getEntriesByName('trainwatch:drawn')[0].startTime")
     history = page.evaluate("window.trainwatch.history")
     lengths = page.evaluate("window.trainwatch.lengths()")

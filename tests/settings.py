@@ -23,6 +23,7 @@ CELERY_BROKER_URL = urlunsplit(urlsplit(_APP_BROKER_URL)._replace(path=f"/{TEST_
 # exports it): point both at the test database.
 os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 MONITORING_REDIS_PREFIX = "trainwatch-test"
+CACHES["default"].update(LOCATION=CELERY_BROKER_URL, KEY_PREFIX=MONITORING_REDIS_PREFIX)  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The personas of the dashboard tests: alice is allowlisted by email, carol by her

@@ -140,3 +140,19 @@ def test_no_servers_is_404(alice):
 def test_bob_gets_403_and_anonymous_401(bob, box):
     assert get(bob).status_code == 403
     assert Client().get("/api/metrics/history/").status_code == 401
+
+
+def test_raw_over_a_window_longer_than_the_limit_is_refused(alice, box, ingest, settings):
+    feed(ingest, box, 3, seconds_ago=60)
+    settings.MONITORING_RAW_MAX_MINUTES = 120
+    response = get(alice, minutes=121, source="raw")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("source=raw serves windows of at most 120 minutes")
+    assert get(alice, minutes=120, source="raw").status_code == 200
+
+
+def test_auto_never_picks_raw_past_the_limit(alice, box, ingest, settings):
+    feed(ingest, box, 3, seconds_ago=60)
+    settings.MONITORING_RAW_MAX_MINUTES = 30
+    response = get(alice, minutes=60)
+    assert response.status_code == 200 and response.json()["source"] == "1m"

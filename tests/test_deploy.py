@@ -75,10 +75,23 @@ def test_the_compose_file_runs_every_part_from_one_image():
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_only_the_proxy_is_published():
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert services["proxy"]["image"].startswith("nginx:")
+    assert services["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+    mounted = services["proxy"]["volumes"][0].split(":")[0]
+    assert (ROOT / mounted).resolve() == (ROOT / "deploy" / "nginx" / "trainwatch.conf.template").resolve()
+
+
 @pytest.mark.django_db
 def test_healthz_answers_when_the_database_does():
     response = Client().get("/healthz")
-    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert response.status_code == 200 and response.json()["ok"] is True
+    assert set(response.json()) == {"ok", "database_jobs", "tier_refresh"}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -55,7 +55,8 @@ def select_server(request: HttpRequest) -> tuple[list[MonitoredServer], Monitore
     wanted = request.GET.get("server", "").strip()
     if wanted:
         match = next((s for s in servers if s.slug == wanted), None)
-        if match is None and wanted.isdigit():
+        # Only ASCII digits make an id: isdigit() is true for "²" and "①", which int() refuses.
+        if match is None and wanted.isascii() and wanted.isdecimal():
             match = next((s for s in servers if s.id == int(wanted)), None)
         if match is None:
             raise NoServer(f"no active server {wanted!r}")

@@ -8,16 +8,25 @@ always allowed: they can change everything in the admin anyway.
 
 from __future__ import annotations
 
+import logging
+import smtplib
+import threading
 from functools import wraps
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
+from django.db import OperationalError, connection, transaction
 from django.http import HttpRequest
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from psycopg.errors import QueryCanceled
 
 from .responses import error
+
+log = logging.getLogger(__name__)
 
 
 def is_allowlisted(email: str | None) -> bool:
@@ -29,13 +38,21 @@ def is_allowlisted(email: str | None) -> bool:
 
 
 def user_is_allowed(user) -> bool:
+    """Only addresses the user proved are theirs count: Google's verified email, or an
+    address confirmed by mail. `user.email` alone is whatever the user typed last."""
     if not user.is_authenticated or not user.is_active:
         return False
-    return user.is_superuser or is_allowlisted(user.email)
+    if user.is_superuser:
+        return True
+    verified = EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)
+    return any(is_allowlisted(email) for email in verified)
 
 
 def dashboard_api(view):
-    """GET only; 401 JSON when not signed in (never a redirect), 403 JSON when not allowlisted."""
+    """GET only; 401 JSON when not signed in (never a redirect), 403 JSON when not allowlisted;
+    then the view runs within the dashboard's limits (see `within_dashboard_limits`).
+
+    Exempt from the CSRF check: these views change nothing and refuse every other method."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
@@ -47,9 +64,52 @@ def dashboard_api(view):
             return error(401, "not signed in; sign in at /accounts/login/")
         if not user_is_allowed(request.user):
             return error(403, f"{request.user.email or request.user.get_username()} is not on the allowlist")
-        return view(request, *args, **kwargs)
+        return within_dashboard_limits(view, request, *args, **kwargs)
 
-    return wrapper
+    return csrf_exempt(wrapper)
+
+
+_slots: threading.BoundedSemaphore | None = None
+
+
+def _dashboard_slots() -> threading.BoundedSemaphore:
+    # Made on first use, after gunicorn's gevent worker has patched threading.
+    global _slots
+    if _slots is None:
+        _slots = threading.BoundedSemaphore(settings.MONITORING_DASHBOARD_CONCURRENCY)
+    return _slots
+
+
+def within_dashboard_limits(view, request: HttpRequest, *args, **kwargs):
+    """Expensive reads never starve ingest: at most MONITORING_DASHBOARD_CONCURRENCY dashboard
+    requests per web worker use the database at once (the rest of its connection pool stays
+    free for agents), and each one's queries run under a statement timeout."""
+    limit = settings.MONITORING_DASHBOARD_STATEMENT_TIMEOUT_SECONDS
+    slots = _dashboard_slots()
+    if not slots.acquire(blocking=False):
+        # Waiting for a slot, hold no connection (signing in used one): give it back to the pool.
+        connection.close()
+        if not slots.acquire(timeout=limit):
+            return _unavailable(f"the dashboard is busy with other queries for over {limit} s; retry shortly")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(limit * 1000)}")
+            return view(request, *args, **kwargs)
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, QueryCanceled):
+            return error(
+                503, f"the query took longer than the dashboard's limit of {limit} s; ask for a shorter window"
+            )
+        log.warning("dashboard: database unavailable: %s", exc)
+        return _unavailable("the database is unavailable; retry later")
+    finally:
+        slots.release()
+
+
+def _unavailable(message: str):
+    response = error(503, message)
+    response["Retry-After"] = str(settings.MONITORING_RETRY_AFTER_SECONDS)
+    return response
 
 
 def refuse_page(request: HttpRequest, email: str | None):
@@ -76,6 +136,13 @@ class ClosedSignupAccountAdapter(DefaultAccountAdapter):
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return False
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        """A mail server that is down costs a logged error, never a 500."""
+        try:
+            super().send_mail(template_prefix, email, context)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("mail to %s not sent (%s): %s", email, template_prefix, exc)
 
 
 def _verified_email(sociallogin) -> str | None:

@@ -79,8 +79,17 @@ def history_for(server: MonitoredServer, minutes_param: str | None, source_param
     max_points = settings.MONITORING_HISTORY_MAX_POINTS
     interval = server.sample_interval_seconds or DEFAULT_INTERVAL_SECONDS
     wanted = minutes * 60 / max_points  # seconds per point that would fit
+    raw_max = settings.MONITORING_RAW_MAX_MINUTES
     if source == "auto":
         source = auto_source(wanted)
+        if source == "raw" and minutes > raw_max:
+            source = "1m"
+    elif source == "raw" and minutes > raw_max:
+        # Raw rows over weeks (compressed chunks on the full edition) take seconds to read.
+        raise HistoryRequestError(
+            f"source=raw serves windows of at most {raw_max} minutes; longer ones come from the tiers "
+            "(source=auto, 1m or 1h)"
+        )
     if source == "raw":
         stride = max(1, math.ceil(wanted / interval))
         resolution = stride * interval

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.validators import slug_re
 from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -23,12 +24,16 @@ from .validation import SampleError, check_not_in_future, parse_body
 
 log = logging.getLogger(__name__)
 
+SLUG_MAX_LENGTH = MonitoredServer._meta.get_field("slug").max_length
 SERVER_SQL = """
 SELECT id, slug, name, hostname, is_active, token_hash FROM monitoring_monitoredserver WHERE slug = %s
 """
 
 
 def _find_server(slug: str) -> MonitoredServer | None:
+    # Anything but a slug (a NUL, say) names no server: the database is not asked.
+    if len(slug) > SLUG_MAX_LENGTH or not slug_re.fullmatch(slug):
+        return None
     with prepared_cursor() as cursor:
         cursor.execute(SERVER_SQL, [slug], prepare=True)
         row = cursor.fetchone()
@@ -54,7 +59,11 @@ def _read_body(request: HttpRequest) -> bytes | None:
         declared = 0
     if declared > limit:
         return None
-    raw = request.read(limit + 1)
+    if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # No Content-Length: Django sees an empty body, but the server decodes the chunks.
+        raw = request.META["wsgi.input"].read(limit + 1)
+    else:
+        raw = request.read(limit + 1)
     return None if len(raw) > limit else raw
 
 
@@ -76,6 +85,9 @@ def ingest_metrics(request: HttpRequest, server_slug: str) -> HttpResponse:
 
 
 def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
+    # The body first, while no database connection is held: a client that sends it slowly
+    # must not keep one of the pool's connections from everyone else.
+    raw = _read_body(request)
     server = _find_server(server_slug)
     if server is None:
         return error(404, f"unknown server {server_slug!r}; register it with manage.py register_server")
@@ -87,7 +99,6 @@ def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
     if not server.is_active:
         return error(403, f"server {server.slug!r} is disabled")
 
-    raw = _read_body(request)
     if raw is None:
         return error(413, f"body is larger than {settings.MONITORING_INGEST_MAX_BODY_BYTES} bytes")
     now = timezone.now()

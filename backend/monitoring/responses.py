@@ -12,6 +12,8 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
+from .validation import valid_unicode
+
 # Below this, compressing costs more than the bytes it saves.
 GZIP_MIN_BYTES = 1024
 
@@ -21,8 +23,18 @@ def json_response(data: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), content_type="application/json", status=status)
 
 
+# Control characters (a newline in a client's key, say) would split the message over lines.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+_ESCAPES |= {0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(message: str) -> str:
+    """The message on one line and in valid Unicode, whatever the client's text held."""
+    return valid_unicode(message).translate(_ESCAPES)
+
+
 def error(status: int, message: str) -> HttpResponse:
-    return json_response({"ok": False, "error": message}, status=status)
+    return json_response({"ok": False, "error": one_line(message)}, status=status)
 
 
 def gzipped(view):

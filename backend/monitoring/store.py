@@ -165,6 +165,8 @@ def prepared_cursor() -> Iterator[psycopg.Cursor]:
     path's statements are parsed and planned once per connection (Django's own cursors bind
     client-side). psycopg's errors come out as Django's, as from Django's cursors."""
     with connection.wrap_database_errors:
+        # As Django's own cursors do: a connection that broke (a database restart) is replaced.
+        connection.close_if_health_check_failed()
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:
             yield cursor

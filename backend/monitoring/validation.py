@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -92,15 +93,24 @@ def temperature(path: str, value: Any) -> float:
     return number
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def valid_unicode(value: str) -> str:
+    """Lone surrogates (a name that was not valid UTF-8 on the node, sent as a `\\udcff`
+    escape) and NUL become U+FFFD: PostgreSQL's text and jsonb hold neither."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
 def text(limit: int) -> Callable[[str, Any], str]:
+    """Text is lenient (one odd name never costs a sample); numbers stay strict."""
+
     def check(path: str, value: Any) -> str:
         if not isinstance(value, str):
             _fail(path, "must be a string")
         if len(value) > limit:
             _fail(path, f"must be at most {limit} characters")
-        if "\x00" in value:
-            _fail(path, "must not contain NUL characters")
-        return value
+        return valid_unicode(value)
 
     return check
 
@@ -272,10 +282,7 @@ def _labels(path: str, value: Any) -> dict[str, str]:
         _fail(path, "must be an object of string values")
     if len(value) > MAX_LABELS:
         _fail(path, f"must have at most {MAX_LABELS} entries")
-    for key, item in value.items():
-        text(64)(f"{path} key", key)
-        text(256)(f"{path}.{key}", item)
-    return dict(value)
+    return {text(64)(f"{path} key", key): text(256)(f"{path}.{key}", item) for key, item in value.items()}
 
 
 AGENT_FIELDS: dict[str, Callable[[str, Any], Any]] = {

@@ -39,7 +39,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that it sees every answer under /api/, even one made of an exception.
+    "monitoring.middleware.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -73,6 +76,23 @@ SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_DAYS", 14, minimum=1) * 86400
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy: scripts, styles, fonts and fetches from this site only, no inline
+# script or style, no plugins, and no page may frame ours. Forms post here; Google sign-in's form
+# is answered with a redirect to Google, which browsers also hold to form-action.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'", "https://accounts.google.com"],
+    }
+}
 
 ROOT_URLCONF = "trainwatch.urls"
 WSGI_APPLICATION = "trainwatch.wsgi.application"
@@ -93,13 +113,24 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url("DATABASE_URL", "postgres://trainwatch:trainwatch@127.0.0.1:5432/trainwatch")}
-# Keep connections between requests; gunicorn's sync workers serve one request at a time.
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-# No health check (a `SELECT 1` before every request's first query): after a database
-# restart, the first request of each worker fails (ingest answers 503, so agents retry) and
-# Django replaces the broken connection; in return no request pays the extra round trip.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+# A connection is checked before a request (or task) reuses it, so a database restart costs
+# no request: the broken connection is replaced on the spot.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", "5")
+# The web process serves many requests at once on gevent (gunicorn.conf.py sets a pool size):
+# they share a pool of connections. Elsewhere (Celery workers, commands) each process keeps
+# one connection between tasks for DATABASE_CONN_MAX_AGE seconds.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0, minimum=0)
+if DATABASE_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, DATABASE_POOL_SIZE),
+        "max_size": DATABASE_POOL_SIZE,
+        # A request that finds every connection busy waits this long, then answers 503.
+        "timeout": float(env_int("DATABASE_POOL_TIMEOUT_SECONDS", 10, minimum=1)),
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -140,10 +171,38 @@ SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 ACCOUNT_ADAPTER = "monitoring.auth.ClosedSignupAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+# Signing in needs no confirmed address; the allowlist counts only confirmed ones (auth.py).
 ACCOUNT_EMAIL_VERIFICATION = "none"
+# Sign-in attempts are rate-limited (allauth's: 30 a minute per client address; here: 10 failures
+# a minute per address, and for one account MONITORING_LOGIN_ATTEMPTS_LIMIT failures in 5
+# minutes), counted in the shared cache at the end of this file. The
+# Django admin signs in through the same form (trainwatch/urls.py), never with its own.
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": f"10/m/ip,{env_int('MONITORING_LOGIN_ATTEMPTS_LIMIT', 5, minimum=1)}/5m/key",
+}
+# Behind the proxy, the client's address is the last one it appended to X-Forwarded-For.
+ALLAUTH_TRUSTED_PROXY_COUNT = 1 if DJANGO_SECURE_PROXY else 0
 ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+
+# --- Mail: password reset and confirming an address (password sign-in only) ----------------
+# MONITORING_MAIL: smtp (EMAIL_HOST and friends), console (printed to the log: local use), or
+# off. Off, or password sign-in off, means no page that sends mail exists.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "TrainWatch <trainwatch@localhost>")
+MONITORING_MAIL = env_choice("MONITORING_MAIL", "smtp" if EMAIL_HOST else "console", ("smtp", "console", "off"))
+EMAIL_BACKEND = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "off": "django.core.mail.backends.dummy.EmailBackend",
+}[MONITORING_MAIL]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -213,6 +272,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.apply_retention",
         "schedule": float(env_int("MONITORING_RETENTION_INTERVAL_SECONDS", 3600, minimum=60)),
     },
+    "compress-chunks": {
+        "task": "monitoring.tasks.compress_chunks",
+        "schedule": float(env_int("MONITORING_COMPRESS_INTERVAL_SECONDS", 3600, minimum=60)),
+    },
 }
 
 # --- TrainWatch ----------------------------------------------------------------
@@ -226,6 +289,16 @@ MONITORING_FUTURE_TOLERANCE_SECONDS = env_int("MONITORING_FUTURE_TOLERANCE_SECON
 MONITORING_SWEEP_GRACE_SECONDS = env_int("MONITORING_SWEEP_GRACE_SECONDS", 10, minimum=0)
 # Retry-After sent with 503 while the database is unreachable.
 MONITORING_RETRY_AFTER_SECONDS = env_int("MONITORING_RETRY_AFTER_SECONDS", 5, minimum=1)
+# Dashboard APIs: each query's time limit, and how many of them one web worker runs at once
+# (the rest of its connection pool stays free for ingest). source=raw serves windows up to
+# MONITORING_RAW_MAX_MINUTES; longer ones come from the tiers.
+MONITORING_DASHBOARD_STATEMENT_TIMEOUT_SECONDS = env_int(
+    "MONITORING_DASHBOARD_STATEMENT_TIMEOUT_SECONDS", 15, minimum=1
+)
+MONITORING_DASHBOARD_CONCURRENCY = env_int(
+    "MONITORING_DASHBOARD_CONCURRENCY", max(1, DATABASE_POOL_SIZE // 2) if DATABASE_POOL_SIZE else 4, minimum=1
+)
+MONITORING_RAW_MAX_MINUTES = env_int("MONITORING_RAW_MAX_MINUTES", 24 * 60, minimum=1)
 # The longest window /api/metrics/history/ serves (90 days), and the most points it returns.
 MONITORING_MAX_HISTORY_MINUTES = env_int("MONITORING_MAX_HISTORY_MINUTES", 90 * 24 * 60, minimum=1)
 MONITORING_HISTORY_MAX_POINTS = env_int("MONITORING_HISTORY_MAX_POINTS", 1000, minimum=10)
@@ -233,9 +306,20 @@ MONITORING_HISTORY_MAX_POINTS = env_int("MONITORING_HISTORY_MAX_POINTS", 1000, m
 MONITORING_TIER_BACKEND = env_choice("MONITORING_TIER_BACKEND", "auto", ("auto", "continuous", "rollup"))
 # How far back late samples (a spool replayed after an outage) are still rolled up.
 MONITORING_TIER_LATE_DAYS = env_int("MONITORING_TIER_LATE_DAYS", 2, minimum=1)
-# Rollup tables: a bucket is rolled once it ended this long ago.
+# Beat rolls up (or materializes) a bucket once it ended this long ago.
 MONITORING_TIER_SETTLE_SECONDS = env_int("MONITORING_TIER_SETTLE_SECONDS", 30, minimum=0)
-# Full edition: raw chunks older than this are compressed.
+# Full edition: beat compresses raw chunks older than this.
 MONITORING_COMPRESS_AFTER_DAYS = env_int("MONITORING_COMPRESS_AFTER_DAYS", 7, minimum=1)
 # Redis key prefix for "classification pending" markers (one per server).
 MONITORING_REDIS_PREFIX = env_str("MONITORING_REDIS_PREFIX", "trainwatch")
+
+# The cache (sign-in rate limits) lives in Redis, shared by every web worker. When Redis is
+# down it acts as an empty cache instead of failing the request.
+CACHES = {
+    "default": {
+        "BACKEND": "trainwatch.cache.ForgivingRedisCache",
+        "LOCATION": CELERY_BROKER_URL,
+        "KEY_PREFIX": MONITORING_REDIS_PREFIX,
+        "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+    }
+}

@@ -2,10 +2,13 @@
 page against pytest-django's live server, and seeded fleets.
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium (`make chromium`).
-Each test saves a screenshot under tests/artifacts/ and fails on any console error."""
+Each test saves a screenshot under tests/artifacts/ and fails on any console error and on any
+Content-Security-Policy violation, logged or not. Give wait_for_function a function
+("() => ..."): Playwright polls a bare expression through eval, which the policy refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from datetime import timedelta
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from monitoring.models import MonitoredServer
@@ -55,20 +59,59 @@ class Console:
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
 
+# Runs in every document before its own scripts. Each violation is kept in window.cspViolations
+# and handed to the test at once, as the next navigation would lose the window's list.
+CSP_LISTENER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  const where = e.sourceFile ? ` (${e.sourceFile}:${e.lineNumber})` : "";
+  const violation = `${e.effectiveDirective} refused ${e.blockedURI || "inline code"} on ${e.documentURI}${where}`;
+  window.cspViolations.push(violation);
+  if (window.reportCspViolation) window.reportCspViolation(violation);
+});
+"""
+
+
+class PolicyViolations:
+    """Every Content-Security-Policy violation of a page, whether the browser logs it or not."""
+
+    def __init__(self, page):
+        self.page = page
+        self.seen: list[str] = []
+        page.expose_function("reportCspViolation", self.report)
+        page.add_init_script(CSP_LISTENER)
+
+    def report(self, violation: str) -> None:
+        self.seen.append(violation)
+
+    def collect(self) -> list[str]:
+        """Those reported so far, and any the current document holds that was not yet handed over."""
+        with contextlib.suppress(PlaywrightError):
+            self.seen.extend(v for v in self.page.evaluate("window.cspViolations || []") if v not in self.seen)
+        return self.seen
+
+    def clear(self) -> None:
+        self.seen.clear()
+        self.page.evaluate("window.cspViolations = []")
+
+
 @pytest.fixture
 def page(browser, live_server, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=live_server.url)
     page = context.new_page()
     page.set_default_timeout(10_000)
     page.console = Console(page)
+    page.csp = PolicyViolations(page)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     name = re.sub(r"[^\w.-]+", "_", request.node.name)
     try:
+        violations = page.csp.collect()
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     finally:
         context.close()
     assert page.console.errors == [], "the page logged errors"
+    assert violations == [], "the page broke its Content-Security-Policy"
 
 
 def sign_in(page, email: str) -> None:

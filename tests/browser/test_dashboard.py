@@ -302,7 +302,9 @@ def test_new_samples_reach_the_charts_without_rebuilding_them_or_losing_the_zoom
 
     # Classification labels samples a moment after they are stored; the next refreshes fetch them.
     classify_server(node.server.id)
-    page.wait_for_function("window.trainwatch.state.history.points.slice(-3).every(p => p.bottleneck)", timeout=15_000)
+    page.wait_for_function(
+        "() => window.trainwatch.state.history.points.slice(-3).every(p => p.bottleneck)", timeout=15_000
+    )
     labels = page.evaluate("window.trainwatch.state.history.points.slice(-3).map(p => p.bottleneck)")
     assert labels == [p["bottleneck"] for p in api_points(page, "live-box", int(minutes))[-3:]]
 
