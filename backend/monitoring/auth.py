@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from psycopg.errors import QueryCanceled
 
-from .responses import error
+from .responses import error, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def within_dashboard_limits(view, request: HttpRequest, *args, **kwargs):
         # Waiting for a slot, hold no connection (signing in used one): give it back to the pool.
         connection.close()
         if not slots.acquire(timeout=limit):
-            return _unavailable(f"the dashboard is busy with other queries for over {limit} s; retry shortly")
+            return unavailable(f"the dashboard is busy with other queries for over {limit} s; retry shortly")
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {int(limit * 1000)}")
@@ -101,15 +101,9 @@ def within_dashboard_limits(view, request: HttpRequest, *args, **kwargs):
                 503, f"the query took longer than the dashboard's limit of {limit} s; ask for a shorter window"
             )
         log.warning("dashboard: database unavailable: %s", exc)
-        return _unavailable("the database is unavailable; retry later")
+        return unavailable("the database is unavailable; retry later")
     finally:
         slots.release()
-
-
-def _unavailable(message: str):
-    response = error(503, message)
-    response["Retry-After"] = str(settings.MONITORING_RETRY_AFTER_SECONDS)
-    return response
 
 
 def refuse_page(request: HttpRequest, email: str | None):

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .models import MonitoredServer
 from .queue import request_classification
-from .responses import error, json_response
+from .responses import error, json_response, unavailable
 from .store import prepared_cursor, store_sample
 from .validation import SampleError, check_not_in_future, parse_body
 
@@ -79,9 +79,7 @@ def ingest_metrics(request: HttpRequest, server_slug: str) -> HttpResponse:
         # Unreachable, or refusing for reasons of its own (e.g. a schema behind the code):
         # not the sample's fault, so the agent keeps it and retries.
         log.warning("ingest: database unavailable: %s", exc)
-        response = error(503, "the database is unavailable; retry later")
-        response["Retry-After"] = str(settings.MONITORING_RETRY_AFTER_SECONDS)
-        return response
+        return unavailable("the database is unavailable; retry later")
 
 
 def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:

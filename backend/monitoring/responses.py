@@ -9,6 +9,7 @@ import gzip
 from functools import wraps
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
@@ -35,6 +36,13 @@ def one_line(message: str) -> str:
 
 def error(status: int, message: str) -> HttpResponse:
     return json_response({"ok": False, "error": one_line(message)}, status=status)
+
+
+def unavailable(message: str) -> HttpResponse:
+    """503 with Retry-After: a state that passes (the database down, every slot busy)."""
+    response = error(503, message)
+    response["Retry-After"] = str(settings.MONITORING_RETRY_AFTER_SECONDS)
+    return response
 
 
 def gzipped(view):
