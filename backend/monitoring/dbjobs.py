@@ -63,12 +63,27 @@ class FailingJob:
         return line + (f"; last error: {self.last_error}" if self.last_error else "")
 
 
+# The query for this database, looked up once per process: /healthz asks on every call, and
+# neither the edition nor the catalog's views change while the processes run. None: Apache.
+_query: str | None = None
+_looked_up = False
+
+
+def _failing_query(cursor) -> str | None:
+    global _query, _looked_up
+    if not _looked_up:
+        if tiers.edition(cursor) == "timescale":
+            cursor.execute("SELECT to_regclass('timescaledb_information.job_errors') IS NOT NULL")
+            _query = FAILING_SQL.format(errors=LAST_ERROR_SQL if cursor.fetchone()[0] else NO_ERROR_SQL)
+        _looked_up = True
+    return _query
+
+
 def failing() -> list[FailingJob]:
     """Jobs whose last run failed (an empty list on the Apache edition)."""
     with connection.cursor() as cursor:
-        if tiers.edition(cursor) != "timescale":
+        query = _failing_query(cursor)
+        if query is None:
             return []
-        cursor.execute("SELECT to_regclass('timescaledb_information.job_errors') IS NOT NULL")
-        errors = LAST_ERROR_SQL if cursor.fetchone()[0] else NO_ERROR_SQL
-        cursor.execute(FAILING_SQL.format(errors=errors))
+        cursor.execute(query)
         return [FailingJob(*row) for row in cursor.fetchall()]
