@@ -137,3 +137,15 @@ def test_a_disallowed_host_under_the_api_is_a_json_400(alice):
     response = client_for(alice).get("/api/servers/", HTTP_HOST="evil.example")
     assert response.status_code == 400
     assert response.json() == {"ok": False, "error": "bad request"}
+
+
+@pytest.mark.parametrize("field", ["cpu_count_logical", "cpu_count_physical", "process_count"])
+def test_a_count_too_large_for_its_column_names_the_field(ingest, box, field):
+    # Found by the property test: the database refused it, and the error did not say which field.
+    payload = samples.body(T0, gpus=0, disks=0)
+    payload["sample"][field] = 2**31
+    response = ingest.send(box, payload)
+    assert response.status_code == 400
+    assert response.json()["error"] == f"sample.{field}: is too large"
+    payload["sample"][field] = 2**31 - 1
+    assert ingest.send(box, payload).status_code == 200

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 MAX_BIGINT = 2**63 - 1
+MAX_INTEGER = 2**31 - 1
 MAX_GPUS = 64
 MAX_DISKS = 256
 MAX_PROCESSES = 1024
@@ -86,6 +87,14 @@ def counter(path: str, value: Any) -> int:
     return number
 
 
+def count(path: str, value: Any) -> int:
+    """A count stored in a 4-byte integer column (cores, processes)."""
+    number = counter(path, value)
+    if number > MAX_INTEGER:
+        _fail(path, "is too large")
+    return number
+
+
 def temperature(path: str, value: Any) -> float:
     number = _number(path, value)
     if not -100 <= number <= 250:
@@ -135,8 +144,8 @@ HOST_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "cpu_load_5": non_negative,
     "cpu_load_15": non_negative,
     "cpu_frequency_mhz": non_negative,
-    "cpu_count_logical": counter,
-    "cpu_count_physical": counter,
+    "cpu_count_logical": count,
+    "cpu_count_physical": count,
     "memory_total_bytes": counter,
     "memory_used_bytes": counter,
     "memory_available_bytes": counter,
@@ -146,7 +155,7 @@ HOST_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "swap_percent": percent,
     "network_rx_bytes_total": counter,
     "network_tx_bytes_total": counter,
-    "process_count": counter,
+    "process_count": count,
 }
 
 DISK_FIELDS: dict[str, Callable[[str, Any], Any]] = {
