@@ -12,35 +12,18 @@ from datetime import timedelta
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from . import catalogue
 from .auth import dashboard_api
 from .bottleneck import title_for
 from .history import HistoryRequestError, history_for
 from .models import DiskSample, GpuSample, MonitoredServer, Snapshot
 from .responses import error, gzipped, json_response
 
-GPU_FIELDS = (
-    "gpu_index",
-    "name",
-    "uuid",
-    "utilization_gpu_percent",
-    "utilization_memory_percent",
-    "memory_total_bytes",
-    "memory_used_bytes",
-    "memory_percent",
-    "temperature_c",
-    "power_w",
-    "power_limit_w",
-    "fan_percent",
-    "sm_clock_mhz",
-    "sm_clock_max_mhz",
-    "memory_clock_mhz",
-    "memory_clock_max_mhz",
-    "throttle_reasons",
-    "ecc_errors_corrected",
-    "ecc_errors_uncorrected",
-    "processes",
-)
-DISK_FIELDS = ("device", "read_bps", "write_bps", "util_percent", "read_iops", "write_iops")
+# Per device: every field the catalogue has of the device (what its agent sent, what ingest derived).
+GPU_FIELDS = (catalogue.DEVICE_KEYS["gpu"][0], *catalogue.names(catalogue.block("gpu")))
+DISK_FIELDS = (catalogue.DEVICE_KEYS["disk"][0], *catalogue.names(catalogue.block("disk", derived=True)))
+# The snapshot's own figures, by where the catalogue says the latest API shows them.
+SHOWN = tuple(m for m in catalogue.block("host") if m.api)
 
 
 class NoServer(Exception):
@@ -146,51 +129,26 @@ def _bottleneck(snapshot: Snapshot, server: MonitoredServer) -> dict | None:
 def snapshot_block(server, snap: Snapshot, previous: Snapshot | None, gpus, disks) -> dict:
     now = timezone.now()
     utils = [g.utilization_gpu_percent for g in gpus if g.utilization_gpu_percent is not None]
-    return {
+    block = {
         "id": snap.id,
         "server": server.to_dict(),
         "collected_at": snap.collected_at.isoformat(),
         "age_seconds": round((now - snap.collected_at).total_seconds(), 3),
         "interval_seconds": (snap.collected_at - previous.collected_at).total_seconds() if previous else None,
-        "cpu": {
-            "usage_percent": snap.cpu_usage_percent,
-            "iowait_percent": snap.cpu_iowait_percent,
-            "load_1": snap.cpu_load_1,
-            "load_5": snap.cpu_load_5,
-            "load_15": snap.cpu_load_15,
-            "user_percent": snap.cpu_user_percent,
-            "system_percent": snap.cpu_system_percent,
-            "frequency_mhz": snap.cpu_frequency_mhz,
-            "count_logical": snap.cpu_count_logical,
-            "count_physical": snap.cpu_count_physical,
-        },
-        "memory": {
-            "percent": snap.memory_percent,
-            "swap_percent": snap.swap_percent,
-            "total_bytes": snap.memory_total_bytes,
-            "used_bytes": snap.memory_used_bytes,
-            "available_bytes": snap.memory_available_bytes,
-            "swap_total_bytes": snap.swap_total_bytes,
-            "swap_used_bytes": snap.swap_used_bytes,
-        },
-        "disk": {
-            "read_bps": snap.disk_read_bps,
-            "write_bps": snap.disk_write_bps,
-            "util_percent": snap.disk_util_percent,
-            "devices": [{f: getattr(d, f) for f in DISK_FIELDS} for d in sorted(disks, key=lambda d: d.device)],
-        },
-        "network": {
-            "rx_bps": snap.network_rx_bps,
-            "tx_bps": snap.network_tx_bps,
-            "rx_bytes_total": snap.network_rx_bytes_total,
-            "tx_bytes_total": snap.network_tx_bytes_total,
-        },
-        "process_count": snap.process_count,
-        "gpu": {
-            "present": bool(gpus),
-            "count": len(gpus),
-            "top_util_percent": max(utils) if utils else None,
-            "devices": [{f: getattr(g, f) for f in GPU_FIELDS} for g in sorted(gpus, key=lambda g: g.gpu_index)],
-        },
-        "bottleneck": _bottleneck(snap, server),
+        "cpu": {},
+        "memory": {},
+        "disk": {},
+        "network": {},
     }
+    for metric in SHOWN:
+        group, key = metric.api
+        (block[group] if group else block)[key] = getattr(snap, metric.name)
+    block["disk"]["devices"] = [{f: getattr(d, f) for f in DISK_FIELDS} for d in sorted(disks, key=lambda d: d.device)]
+    block["gpu"] = {
+        "present": bool(gpus),
+        "count": len(gpus),
+        "top_util_percent": max(utils) if utils else None,
+        "devices": [{f: getattr(g, f) for f in GPU_FIELDS} for g in sorted(gpus, key=lambda g: g.gpu_index)],
+    }
+    block["bottleneck"] = _bottleneck(snap, server)
+    return block

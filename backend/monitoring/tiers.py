@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
+from . import catalogue
 from .bottleneck import LABELS
 
 log = logging.getLogger(__name__)
@@ -65,28 +66,13 @@ class Family:
         return "server_id" + (f", {self.key}" if self.key else "")
 
 
-SNAPSHOT = Family(
-    "snapshot",
-    None,
-    None,
-    (
-        "cpu_usage_percent",
-        "cpu_iowait_percent",
-        "memory_percent",
-        "swap_percent",
-        "disk_read_bps",
-        "disk_write_bps",
-        "disk_util_percent",
-        "gpu_top_util_percent",
-        "network_rx_bps",
-        "network_tx_bps",
-    ),
-    labels=True,
-)
-GPU = Family(
-    "gpusample", "gpu_index", "smallint", ("utilization_gpu_percent", "memory_percent", "temperature_c", "power_w")
-)
-DISK = Family("disksample", "device", "varchar(64)", ("read_bps", "write_bps", "util_percent"))
+def _tiered(block: str) -> tuple[str, ...]:
+    return catalogue.names(catalogue.block(block, tiered=True))
+
+
+SNAPSHOT = Family("snapshot", None, None, _tiered("host"), labels=True)
+GPU = Family("gpusample", *catalogue.DEVICE_KEYS["gpu"], _tiered("gpu"))
+DISK = Family("disksample", "device", "varchar(64)", _tiered("disk"))
 FAMILIES = (SNAPSHOT, GPU, DISK)
 
 

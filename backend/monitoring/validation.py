@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-MAX_BIGINT = 2**63 - 1
-MAX_INTEGER = 2**31 - 1
+from . import catalogue
+
 MAX_GPUS = 64
 MAX_DISKS = 256
 MAX_PROCESSES = 1024
@@ -61,23 +61,9 @@ def _integer(path: str, value: Any) -> int:
         if not math.isfinite(value) or not value.is_integer():
             _fail(path, "must be an integer")
         value = int(value)
-    if value > MAX_BIGINT:
+    if value > catalogue.MAX_BIGINT:
         _fail(path, "is too large")
     return value
-
-
-def percent(path: str, value: Any) -> float:
-    number = _number(path, value)
-    if not 0 <= number <= 100:
-        _fail(path, "must be between 0 and 100")
-    return number
-
-
-def non_negative(path: str, value: Any) -> float:
-    number = _number(path, value)
-    if number < 0:
-        _fail(path, "must be 0 or more")
-    return number
 
 
 def counter(path: str, value: Any) -> int:
@@ -87,19 +73,30 @@ def counter(path: str, value: Any) -> int:
     return number
 
 
-def count(path: str, value: Any) -> int:
-    """A count stored in a 4-byte integer column (cores, processes)."""
-    number = counter(path, value)
-    if number > MAX_INTEGER:
-        _fail(path, "is too large")
-    return number
+def _ranged(low: float | None, high: float | None) -> Callable[[str, Any], float]:
+    """A number within [low, high]; either side may be open."""
+
+    def check(path: str, value: Any) -> float:
+        number = _number(path, value)
+        if high is None and low is not None and number < low:
+            _fail(path, f"must be {low:g} or more")
+        if high is not None and not (low if low is not None else -math.inf) <= number <= high:
+            _fail(path, f"must be between {low:g} and {high:g}")
+        return number
+
+    return check
 
 
-def temperature(path: str, value: Any) -> float:
-    number = _number(path, value)
-    if not -100 <= number <= 250:
-        _fail(path, "must be between -100 and 250")
-    return number
+def _whole(high: int) -> Callable[[str, Any], int]:
+    """A whole number from 0 to the largest its column holds."""
+
+    def check(path: str, value: Any) -> int:
+        number = counter(path, value)
+        if number > high:
+            _fail(path, "is too large")
+        return number
+
+    return check
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -135,38 +132,6 @@ def string_list(limit: int, item_limit: int) -> Callable[[str, Any], list[str]]:
     return check
 
 
-HOST_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "cpu_usage_percent": percent,
-    "cpu_user_percent": percent,
-    "cpu_system_percent": percent,
-    "cpu_iowait_percent": percent,
-    "cpu_load_1": non_negative,
-    "cpu_load_5": non_negative,
-    "cpu_load_15": non_negative,
-    "cpu_frequency_mhz": non_negative,
-    "cpu_count_logical": count,
-    "cpu_count_physical": count,
-    "memory_total_bytes": counter,
-    "memory_used_bytes": counter,
-    "memory_available_bytes": counter,
-    "memory_percent": percent,
-    "swap_total_bytes": counter,
-    "swap_used_bytes": counter,
-    "swap_percent": percent,
-    "network_rx_bytes_total": counter,
-    "network_tx_bytes_total": counter,
-    "process_count": count,
-}
-
-DISK_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "read_bytes_total": counter,
-    "write_bytes_total": counter,
-    "read_count_total": counter,
-    "write_count_total": counter,
-    "busy_time_ms_total": counter,
-}
-
-
 def _process(path: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         _fail(path, "must be an object")
@@ -191,27 +156,28 @@ def _processes(path: str, value: Any) -> list[dict[str, Any]]:
     return [_process(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
 
-GPU_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "name": text(200),
-    "uuid": text(100),
-    "utilization_gpu_percent": percent,
-    "utilization_memory_percent": percent,
-    "memory_total_bytes": counter,
-    "memory_used_bytes": counter,
-    "memory_percent": percent,
-    "temperature_c": temperature,
-    "power_w": non_negative,
-    "power_limit_w": non_negative,
-    "fan_percent": percent,
-    "sm_clock_mhz": non_negative,
-    "sm_clock_max_mhz": non_negative,
-    "memory_clock_mhz": non_negative,
-    "memory_clock_max_mhz": non_negative,
-    "throttle_reasons": string_list(32, 64),
-    "ecc_errors_corrected": counter,
-    "ecc_errors_uncorrected": counter,
-    "processes": _processes,
-}
+def _checker(metric: catalogue.Metric) -> Callable[[str, Any], Any]:
+    if metric.kind in ("percent", "gauge"):
+        return _ranged(*metric.bounds)
+    if metric.kind in ("integer", "counter"):
+        return _whole(metric.bounds[1])
+    if metric.kind == "text":
+        return text(metric.length)
+    if metric.kind == "names":
+        return string_list(32, 64)
+    if metric.kind == "processes":
+        return _processes
+    raise ValueError(f"{metric.name}: an agent does not send {metric.kind} metrics")
+
+
+def _checkers(block: str) -> dict[str, Callable[[str, Any], Any]]:
+    """What an agent may send of one block, each with its check (derived metrics are ingest's)."""
+    return {m.name: _checker(m) for m in catalogue.block(block, derived=False)}
+
+
+HOST_FIELDS = _checkers("host")
+GPU_FIELDS = _checkers("gpu")
+DISK_FIELDS = _checkers("disk")
 
 
 def _fields(path: str, obj: dict, checkers: dict[str, Callable[[str, Any], Any]]) -> dict[str, Any]:

@@ -1,0 +1,183 @@
+"""The catalogue of metrics: every number and text a sample carries, or ingest derives, once.
+
+Validation, the store's columns, the latest API's fields, the tiers' aggregates, the history's
+points and the page's charts all read this list; nothing else names a metric's rules. Adding a
+metric is: a line here, a migration for its column, and the agent's collector.
+
+Each metric has
+- `block`: `host` (the snapshot row), `gpu` (one row per GPU) or `disk` (one row per device);
+- `kind`: `percent` (0..100), `gauge` (a number within `low`..`high`), `integer` (a whole
+  number ≥ 0 within its column), `counter` (a total that only grows; rates derive from it),
+  `rate` (per second, derived from a counter), `text`, `names` (a list of short strings) or
+  `processes` (a list of GPU processes);
+- `derived`: computed by ingest, never sent by an agent;
+- `tier`: the aggregates the 1-minute and 1-hour tiers keep (`avg`, `max`), empty if none;
+- `api`: where /api/metrics/latest/ shows it, `(group, key)` (group "" = top level);
+- `unit` and `title`: how people read it (the page's charts and tables).
+
+Pure Python, no Django: the agent's tests and the benchmarks may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AVG_MAX = ("avg", "max")
+# The largest whole numbers PostgreSQL's columns hold.
+MAX_BIGINT = 2**63 - 1
+MAX_INTEGER = 2**31 - 1
+SQL_TYPES = {
+    "percent": "float8",
+    "gauge": "float8",
+    "rate": "float8",
+    "counter": "bigint",
+    "text": "text",
+    "names": "jsonb",
+    "processes": "jsonb",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    block: str
+    kind: str
+    unit: str = ""
+    title: str = ""
+    low: float | None = None
+    high: float | None = None
+    length: int | None = None  # text: most characters
+    sql_integer: str = "bigint"  # integer: the column's type (bigint, integer)
+    derived: bool = False
+    tier: tuple[str, ...] = ()
+    api: tuple[str, str] | None = None
+
+    @property
+    def sql(self) -> str:
+        return self.sql_integer if self.kind == "integer" else SQL_TYPES[self.kind]
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The valid range of what an agent sends (None: unbounded on that side)."""
+        if self.kind == "percent":
+            return 0.0, 100.0
+        if self.kind in ("integer", "counter"):
+            return 0, MAX_INTEGER if self.sql == "integer" else MAX_BIGINT
+        return self.low, self.high
+
+
+def _m(name: str, block: str, kind: str, **extra) -> Metric:
+    return Metric(name, block, kind, **extra)
+
+
+def host(name: str, kind: str, **extra) -> Metric:
+    return _m(name, "host", kind, **extra)
+
+
+def gpu(name: str, kind: str, **extra) -> Metric:
+    return _m(name, "gpu", kind, **extra)
+
+
+def disk(name: str, kind: str, **extra) -> Metric:
+    return _m(name, "disk", kind, **extra)
+
+
+GAUGE_0 = {"low": 0.0}  # a number ≥ 0 without an upper bound
+
+METRICS: tuple[Metric, ...] = (
+    # --- host: what the agent sends --------------------------------------------------------
+    host("cpu_usage_percent", "percent", unit="%", title="CPU usage", tier=AVG_MAX, api=("cpu", "usage_percent")),
+    host("cpu_user_percent", "percent", unit="%", title="CPU user", api=("cpu", "user_percent")),
+    host("cpu_system_percent", "percent", unit="%", title="CPU system", api=("cpu", "system_percent")),
+    host("cpu_iowait_percent", "percent", unit="%", title="I/O wait", tier=AVG_MAX, api=("cpu", "iowait_percent")),
+    host("cpu_load_1", "gauge", title="Load 1 min", **GAUGE_0, api=("cpu", "load_1")),
+    host("cpu_load_5", "gauge", title="Load 5 min", **GAUGE_0, api=("cpu", "load_5")),
+    host("cpu_load_15", "gauge", title="Load 15 min", **GAUGE_0, api=("cpu", "load_15")),
+    host("cpu_frequency_mhz", "gauge", unit="MHz", title="CPU frequency", **GAUGE_0, api=("cpu", "frequency_mhz")),
+    host("cpu_count_logical", "integer", title="Logical CPUs", sql_integer="integer", api=("cpu", "count_logical")),
+    host("cpu_count_physical", "integer", title="Physical CPUs", sql_integer="integer", api=("cpu", "count_physical")),
+    host("memory_total_bytes", "integer", unit="B", title="Memory", api=("memory", "total_bytes")),
+    host("memory_used_bytes", "integer", unit="B", title="Memory used", api=("memory", "used_bytes")),
+    host("memory_available_bytes", "integer", unit="B", title="Memory available", api=("memory", "available_bytes")),
+    host("memory_percent", "percent", unit="%", title="Memory", tier=AVG_MAX, api=("memory", "percent")),
+    host("swap_total_bytes", "integer", unit="B", title="Swap", api=("memory", "swap_total_bytes")),
+    host("swap_used_bytes", "integer", unit="B", title="Swap used", api=("memory", "swap_used_bytes")),
+    host("swap_percent", "percent", unit="%", title="Swap", tier=AVG_MAX, api=("memory", "swap_percent")),
+    host("network_rx_bytes_total", "counter", unit="B", title="Received", api=("network", "rx_bytes_total")),
+    host("network_tx_bytes_total", "counter", unit="B", title="Sent", api=("network", "tx_bytes_total")),
+    host("process_count", "integer", title="Processes", sql_integer="integer", api=("", "process_count")),
+    # --- host: derived by ingest -----------------------------------------------------------
+    host("disk_read_bps", "rate", unit="B/s", title="Disk read", derived=True, tier=AVG_MAX, api=("disk", "read_bps")),
+    host(
+        "disk_write_bps", "rate", unit="B/s", title="Disk write", derived=True, tier=AVG_MAX, api=("disk", "write_bps")
+    ),
+    host(
+        "disk_util_percent",
+        "percent",
+        unit="%",
+        title="Busiest disk",
+        derived=True,
+        tier=AVG_MAX,
+        api=("disk", "util_percent"),
+    ),
+    host("gpu_count", "integer", title="GPUs", sql_integer="smallint", derived=True),
+    host("gpu_top_util_percent", "percent", unit="%", title="Busiest GPU", derived=True, tier=AVG_MAX),
+    host("network_rx_bps", "rate", unit="B/s", title="Received", derived=True, tier=AVG_MAX, api=("network", "rx_bps")),
+    host("network_tx_bps", "rate", unit="B/s", title="Sent", derived=True, tier=AVG_MAX, api=("network", "tx_bps")),
+    # --- per GPU ---------------------------------------------------------------------------
+    gpu("name", "text", length=200, title="Name"),
+    gpu("uuid", "text", length=100, title="UUID"),
+    gpu("utilization_gpu_percent", "percent", unit="%", title="GPU utilization", tier=AVG_MAX),
+    gpu("utilization_memory_percent", "percent", unit="%", title="Memory bandwidth"),
+    gpu("memory_total_bytes", "integer", unit="B", title="GPU memory"),
+    gpu("memory_used_bytes", "integer", unit="B", title="GPU memory used"),
+    gpu("memory_percent", "percent", unit="%", title="GPU memory", tier=AVG_MAX),
+    gpu("temperature_c", "gauge", unit="°C", title="Temperature", low=-100.0, high=250.0, tier=AVG_MAX),
+    gpu("power_w", "gauge", unit="W", title="Power", **GAUGE_0, tier=AVG_MAX),
+    gpu("power_limit_w", "gauge", unit="W", title="Power limit", **GAUGE_0),
+    gpu("fan_percent", "percent", unit="%", title="Fan"),
+    gpu("sm_clock_mhz", "gauge", unit="MHz", title="SM clock", **GAUGE_0),
+    gpu("sm_clock_max_mhz", "gauge", unit="MHz", title="SM clock max", **GAUGE_0),
+    gpu("memory_clock_mhz", "gauge", unit="MHz", title="Memory clock", **GAUGE_0),
+    gpu("memory_clock_max_mhz", "gauge", unit="MHz", title="Memory clock max", **GAUGE_0),
+    gpu("throttle_reasons", "names", title="Throttle reasons"),
+    gpu("ecc_errors_corrected", "counter", title="ECC errors corrected"),
+    gpu("ecc_errors_uncorrected", "counter", title="ECC errors uncorrected"),
+    gpu("processes", "processes", title="Processes"),
+    # --- per disk --------------------------------------------------------------------------
+    disk("read_bytes_total", "counter", unit="B", title="Read"),
+    disk("write_bytes_total", "counter", unit="B", title="Written"),
+    disk("read_count_total", "counter", title="Reads"),
+    disk("write_count_total", "counter", title="Writes"),
+    disk("busy_time_ms_total", "counter", unit="ms", title="Busy time"),
+    disk("read_bps", "rate", unit="B/s", title="Read", derived=True, tier=AVG_MAX),
+    disk("write_bps", "rate", unit="B/s", title="Write", derived=True, tier=AVG_MAX),
+    disk("read_iops", "rate", unit="1/s", title="Read IOPS", derived=True),
+    disk("write_iops", "rate", unit="1/s", title="Write IOPS", derived=True),
+    disk("util_percent", "percent", unit="%", title="Utilization", derived=True, tier=AVG_MAX),
+)
+BY_NAME = {(m.block, m.name): m for m in METRICS}
+# The device key of each block with one row per device, and its column type.
+DEVICE_KEYS = {"gpu": ("gpu_index", "smallint"), "disk": ("device", "text")}
+
+
+def block(name: str, *, derived: bool | None = None, tiered: bool | None = None) -> tuple[Metric, ...]:
+    """The metrics of one block in catalogue order, optionally only sent/derived or tiered ones."""
+    return tuple(
+        m
+        for m in METRICS
+        if m.block == name and (derived is None or m.derived == derived) and (tiered is None or bool(m.tier) == tiered)
+    )
+
+
+def counters(block_name: str) -> tuple[str, ...]:
+    """The totals of a block that rates derive from."""
+    return tuple(m.name for m in block(block_name) if m.kind == "counter")
+
+
+def names(metrics) -> tuple[str, ...]:
+    return tuple(m.name for m in metrics)
+
+
+def metric(block_name: str, name: str) -> Metric:
+    return BY_NAME[(block_name, name)]
