@@ -10,7 +10,8 @@ Each metric has
   number ≥ 0 within its column), `counter` (a total that only grows; rates derive from it),
   `rate` (per second, derived from a counter), `text`, `names` (a list of short strings) or
   `processes` (a list of GPU processes);
-- `derived`: computed by ingest, never sent by an agent;
+- `derived`: how ingest computes it from what the agent sent (a rate of a counter, the sum or
+  maximum over the devices); an agent never sends it;
 - `tier`: the aggregates the 1-minute and 1-hour tiers keep (`avg`, `max`), empty if none;
 - `api`: where /api/metrics/latest/ shows it, `(group, key)` (group "" = top level);
 - `unit` and `title`: how people read it (the page's charts and tables).
@@ -48,7 +49,10 @@ class Metric:
     high: float | None = None
     length: int | None = None  # text: most characters
     sql_integer: str = "bigint"  # integer: the column's type (bigint, integer)
-    derived: bool = False
+    # How ingest derives it (empty: an agent sends it):
+    # ("rate", counter) per second since the previous sample; ("busy", milliseconds counter)
+    # percent of the time busy; ("sum" | "max", block, metric) over the devices; ("count", block).
+    derived: tuple[str, ...] = ()
     tier: tuple[str, ...] = ()
     api: tuple[str, str] | None = None
 
@@ -107,23 +111,60 @@ METRICS: tuple[Metric, ...] = (
     host("network_tx_bytes_total", "counter", unit="B", title="Sent", api=("network", "tx_bytes_total")),
     host("process_count", "integer", title="Processes", sql_integer="integer", api=("", "process_count")),
     # --- host: derived by ingest -----------------------------------------------------------
-    host("disk_read_bps", "rate", unit="B/s", title="Disk read", derived=True, tier=AVG_MAX, api=("disk", "read_bps")),
     host(
-        "disk_write_bps", "rate", unit="B/s", title="Disk write", derived=True, tier=AVG_MAX, api=("disk", "write_bps")
+        "disk_read_bps",
+        "rate",
+        unit="B/s",
+        title="Disk read",
+        derived=("sum", "disk", "read_bps"),
+        tier=AVG_MAX,
+        api=("disk", "read_bps"),
+    ),
+    host(
+        "disk_write_bps",
+        "rate",
+        unit="B/s",
+        title="Disk write",
+        derived=("sum", "disk", "write_bps"),
+        tier=AVG_MAX,
+        api=("disk", "write_bps"),
     ),
     host(
         "disk_util_percent",
         "percent",
         unit="%",
         title="Busiest disk",
-        derived=True,
+        derived=("max", "disk", "util_percent"),
         tier=AVG_MAX,
         api=("disk", "util_percent"),
     ),
-    host("gpu_count", "integer", title="GPUs", sql_integer="smallint", derived=True),
-    host("gpu_top_util_percent", "percent", unit="%", title="Busiest GPU", derived=True, tier=AVG_MAX),
-    host("network_rx_bps", "rate", unit="B/s", title="Received", derived=True, tier=AVG_MAX, api=("network", "rx_bps")),
-    host("network_tx_bps", "rate", unit="B/s", title="Sent", derived=True, tier=AVG_MAX, api=("network", "tx_bps")),
+    host("gpu_count", "integer", title="GPUs", sql_integer="smallint", derived=("count", "gpu")),
+    host(
+        "gpu_top_util_percent",
+        "percent",
+        unit="%",
+        title="Busiest GPU",
+        derived=("max", "gpu", "utilization_gpu_percent"),
+        tier=AVG_MAX,
+    ),
+    host(
+        "network_rx_bps",
+        "rate",
+        unit="B/s",
+        title="Received",
+        derived=("rate", "network_rx_bytes_total"),
+        tier=AVG_MAX,
+        api=("network", "rx_bps"),
+    ),
+    host(
+        "network_tx_bps",
+        "rate",
+        unit="B/s",
+        title="Sent",
+        derived=("rate", "network_tx_bytes_total"),
+        tier=AVG_MAX,
+        api=("network", "tx_bps"),
+    ),
     # --- per GPU ---------------------------------------------------------------------------
     gpu("name", "text", length=200, title="Name"),
     gpu("uuid", "text", length=100, title="UUID"),
@@ -150,11 +191,13 @@ METRICS: tuple[Metric, ...] = (
     disk("read_count_total", "counter", title="Reads"),
     disk("write_count_total", "counter", title="Writes"),
     disk("busy_time_ms_total", "counter", unit="ms", title="Busy time"),
-    disk("read_bps", "rate", unit="B/s", title="Read", derived=True, tier=AVG_MAX),
-    disk("write_bps", "rate", unit="B/s", title="Write", derived=True, tier=AVG_MAX),
-    disk("read_iops", "rate", unit="1/s", title="Read IOPS", derived=True),
-    disk("write_iops", "rate", unit="1/s", title="Write IOPS", derived=True),
-    disk("util_percent", "percent", unit="%", title="Utilization", derived=True, tier=AVG_MAX),
+    disk("read_bps", "rate", unit="B/s", title="Read", derived=("rate", "read_bytes_total"), tier=AVG_MAX),
+    disk("write_bps", "rate", unit="B/s", title="Write", derived=("rate", "write_bytes_total"), tier=AVG_MAX),
+    disk("read_iops", "rate", unit="1/s", title="Read IOPS", derived=("rate", "read_count_total")),
+    disk("write_iops", "rate", unit="1/s", title="Write IOPS", derived=("rate", "write_count_total")),
+    disk(
+        "util_percent", "percent", unit="%", title="Utilization", derived=("busy", "busy_time_ms_total"), tier=AVG_MAX
+    ),
 )
 BY_NAME = {(m.block, m.name): m for m in METRICS}
 # The device key of each block with one row per device, and its column type.

@@ -1,0 +1,81 @@
+"""The catalogue of metrics and the models agree: every metric has its column, of the type
+the catalogue says, and every metric column of a sample table is in the catalogue."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from monitoring import catalogue
+from monitoring.models import DiskSample, GpuSample, Snapshot
+
+MODELS = {"host": Snapshot, "gpu": GpuSample, "disk": DiskSample}
+# Columns of the sample tables that are not metrics: keys, times, the classifier's output.
+NOT_METRICS = {
+    "id",
+    "server",
+    "collected_at",
+    "received_at",
+    "gpu_index",
+    "device",
+    "bottleneck_label",
+    "bottleneck_confidence",
+    "bottleneck_reason",
+    "bottleneck_rules_version",
+    "classified_at",
+}
+POSTGRES_TYPES = {
+    "float8": "double precision",
+    "bigint": "bigint",
+    "integer": "integer",
+    "smallint": "smallint",
+    "text": ("character varying", "text"),
+    "jsonb": "jsonb",
+}
+
+
+@pytest.mark.parametrize("block", sorted(MODELS))
+def test_every_metric_column_is_in_the_catalogue_and_back(block):
+    columns = {f.name for f in MODELS[block]._meta.concrete_fields} - NOT_METRICS
+    assert columns == set(catalogue.names(catalogue.block(block)))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("block", sorted(MODELS))
+def test_each_column_has_the_catalogues_type(block):
+    table = MODELS[block]._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s", [table])
+        types = dict(cursor.fetchall())
+    for metric in catalogue.block(block):
+        expected = POSTGRES_TYPES[metric.sql]
+        assert types[metric.name] in (expected if isinstance(expected, tuple) else (expected,)), metric.name
+
+
+def test_every_derived_metric_derives_from_what_exists():
+    for metric in catalogue.METRICS:
+        if not metric.derived:
+            continue
+        how, *source = metric.derived
+        if how in ("rate", "busy"):
+            assert catalogue.metric(metric.block, source[0]).kind == "counter", metric.name
+        elif how in ("sum", "max"):
+            assert catalogue.metric(source[0], source[1]), metric.name
+        else:
+            assert how == "count" and source[0] in catalogue.DEVICE_KEYS, metric.name
+
+
+def test_names_are_unique_within_a_block():
+    keys = [(m.block, m.name) for m in catalogue.METRICS]
+    assert len(keys) == len(set(keys))
+
+
+def test_the_catalogue_is_pure_python():
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(catalogue.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"__future__", "dataclasses"}
