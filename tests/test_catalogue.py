@@ -79,3 +79,11 @@ def test_the_catalogue_is_pure_python():
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"__future__", "dataclasses"}
+
+
+def test_what_an_agent_sends_and_what_ingest_derives_split_each_block():
+    for block in MODELS:
+        sent = catalogue.block(block, derived=False)
+        derived = catalogue.block(block, derived=True)
+        assert sent and set(sent) | set(derived) == set(catalogue.block(block))
+        assert not set(sent) & set(derived)

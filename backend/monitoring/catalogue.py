@@ -209,7 +209,9 @@ def block(name: str, *, derived: bool | None = None, tiered: bool | None = None)
     return tuple(
         m
         for m in METRICS
-        if m.block == name and (derived is None or m.derived == derived) and (tiered is None or bool(m.tier) == tiered)
+        if m.block == name
+        and (derived is None or bool(m.derived) == derived)
+        and (tiered is None or bool(m.tier) == tiered)
     )
 
 
