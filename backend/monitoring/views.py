@@ -10,6 +10,7 @@ from django.shortcuts import render
 
 from . import dbjobs, maintenance
 from .auth import refuse_page, user_is_allowed
+from .bottleneck import LABELS, title_for
 from .responses import error, json_response
 
 
@@ -18,7 +19,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
     if not user_is_allowed(request.user):
         return refuse_page(request, request.user.email)
-    config = {"maxHistoryMinutes": settings.MONITORING_MAX_HISTORY_MINUTES}
+    config = {
+        "maxHistoryMinutes": settings.MONITORING_MAX_HISTORY_MINUTES,
+        # The page's labels come from the classifier, in its order; their colours are the page's.
+        "labels": [{"name": label, "title": title_for(label)} for label in LABELS],
+    }
     return render(request, "monitoring/dashboard.html", {"dashboard_config": config})
 
 

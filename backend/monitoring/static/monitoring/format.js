@@ -1,29 +1,8 @@
-/* TrainWatch dashboard: numbers, units, times, server states and bottleneck labels.
-   Plain script: everything hangs off window.TW so the three dashboard scripts share it. */
+/* TrainWatch dashboard: numbers, units, times, server states, the server's clock and a DOM builder.
+   Plain scripts: each hangs what it offers off window.TW, in the order dashboard.html loads them. */
 (function () {
   "use strict";
   const TW = (window.TW = window.TW || {});
-
-  // Every bottleneck label the classifier emits, in the order the timeline key lists them.
-  // One colour per label, chosen to read on light and dark backgrounds alike.
-  const LABELS = {
-    "gpu-bound": { color: "#2ea043", help: "The GPUs are the busy part: the job runs as fast as its GPUs allow." },
-    "cpu-bound": { color: "#e8780f", help: "The GPUs wait on the CPU, e.g. data loading or preprocessing." },
-    "io-bound": { color: "#8b5cf6", help: "The GPUs wait on disk reads or writes (iowait, busy disks)." },
-    "memory-bound": { color: "#db2777", help: "Host memory is nearly full or swapping." },
-    "gpu-throttled": { color: "#dc2626", help: "The GPUs are held back by a power or thermal cap." },
-    "gpu-idle-held": { color: "#ca8a04", help: "GPU memory is held but the GPUs compute nothing." },
-    balanced: { color: "#0ea5e9", help: "No single resource holds the job back." },
-    idle: { color: "#94a3b8", help: "Nothing is running." },
-  };
-  const LABEL_NAMES = Object.keys(LABELS);
-
-  function titleFor(label) {
-    return label ? label.replace(/-/g, " ").replace(/\b\w/g, (c) => c.toUpperCase()) : "";
-  }
-  function labelColor(label) {
-    return (LABELS[label] && LABELS[label].color) || "#94a3b8";
-  }
 
   // Server states, from the age of the newest sample against the server's sample interval.
   // live: at most 3 intervals (5 s at least, for network and clock jitter);
@@ -159,19 +138,9 @@
     }
     return el;
   }
-  function chip(label, text) {
-    if (!label) return h("span", { class: "chip none" }, text || "not classified");
-    return h(
-      "span",
-      { class: "chip", style: "--b:" + labelColor(label), title: (LABELS[label] || {}).help, "data-label": label },
-      text || titleFor(label),
-    );
-  }
 
   TW.fmt = { pct, rate, bytes, celsius, watts, number, duration, ago, when, clockTime, DASH };
-  TW.labels = { LABELS, LABEL_NAMES, titleFor, labelColor };
   TW.states = { serverState, STATE_HELP, DEFAULT_INTERVAL };
   TW.clock = clock;
   TW.h = h;
-  TW.chip = chip;
 })();

@@ -1,111 +1,34 @@
-/* TrainWatch dashboard: the fleet list and the selected server's banner, figures and GPU table,
-   drawn from the answers of /api/servers/ and /api/metrics/latest/. */
+/* TrainWatch dashboard: the selected server, from the answers of /api/servers/ and
+   /api/metrics/latest/: its name and state, notices when it is not reporting on time, the
+   bottleneck banner, the figures (CPU, memory, disk, network, GPUs) and the GPU table. */
 (function () {
   "use strict";
   const TW = window.TW;
-  const { fmt, labels, states, h, chip } = TW;
+  const { fmt, labels, states, h } = TW;
   const $ = (id) => document.getElementById(id);
 
-  const rows = new Map(); // slug -> {li, ...parts}
-
-  /* The fleet in the order given, `selected` marked; rows are updated in place. onPick(slug) on a click. */
-  function renderFleet(servers, selected, onPick) {
-    const list = $("fleet");
-    const now = TW.clock.now();
-    const seen = new Set();
-    for (const server of servers) {
-      seen.add(server.slug);
-      let row = rows.get(server.slug);
-      if (!row) {
-        row = fleetRow(server, onPick);
-        rows.set(server.slug, row);
-      }
-      updateRow(row, server, selected, now);
-    }
-    for (const [slug, row] of rows) {
-      if (!seen.has(slug)) {
-        row.li.remove();
-        rows.delete(slug);
-      }
-    }
-    // Rows move only when the order changed, so that focus and hover stay put.
-    const wanted = servers.map((s) => rows.get(s.slug).li);
-    const shown = [...list.children].filter((li) => li.dataset.slug);
-    if (wanted.some((li, i) => shown[i] !== li)) list.append(...wanted);
-    renderSummary(servers, now);
+  /* Shows `server` with its newest snapshot `snap` (null while there is none). */
+  function render(server, snap) {
+    $("selected").classList.remove("hidden");
+    renderHead(server);
+    renderNotices(server);
+    renderBanner(server, snap);
+    renderTiles(snap);
+    renderGpus(snap);
+    document.title = (server.name || server.slug) + " · TrainWatch";
   }
 
-  function fleetRow(server, onPick) {
-    const row = {
-      dot: h("span", { class: "dot" }),
-      name: h("span", { class: "name" }),
-      seen: h("span", { class: "seen num" }),
-      state: h("span", { class: "state" }),
-      chip: h("span"),
-      gpu: h("span", { class: "gpu num" }),
-    };
-    row.link = h(
-      "a",
-      { class: "server-row", href: "?server=" + encodeURIComponent(server.slug), "data-slug": server.slug },
-      row.dot,
-      row.name,
-      row.seen,
-      h("span", { class: "meta" }, row.state, row.chip, row.gpu),
-    );
-    row.link.addEventListener("click", (e) => {
-      if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return; // new tab: let the browser do it
-      e.preventDefault();
-      onPick(server.slug);
-    });
-    row.li = h("li", { "data-slug": server.slug }, row.link);
-    return row;
+  // Ages and states move with time even when nothing new arrives.
+  function tick(server) {
+    if ($("selected").classList.contains("hidden")) return;
+    renderHead(server);
+    renderNotices(server);
   }
 
-  function updateRow(row, server, selected, now) {
-    const { state: st, age } = states.serverState(server, now);
-    row.link.setAttribute("aria-current", server.slug === selected ? "true" : "false");
-    row.li.dataset.state = st;
-    row.dot.className = "dot " + st;
-    row.name.textContent = server.name || server.slug;
-    row.name.title = server.slug + (server.hostname ? " · " + server.hostname : "");
-    row.seen.textContent = age == null ? "never seen" : fmt.ago(age);
-    row.seen.title = server.last_seen_at ? "Last sample " + new Date(server.last_seen_at).toLocaleString() : "";
-    row.state.className = "state " + st;
-    row.state.textContent = st;
-    row.state.title = states.STATE_HELP[st];
-    const b = server.bottleneck;
-    const label = b && b.label;
-    if (row.chip.dataset.label !== (label || "")) {
-      row.chip.replaceChildren(server.snapshot_count ? chip(label, label ? b.title : "pending") : "");
-      row.chip.dataset.label = label || "";
-    }
-    const util = server.gpu_top_util_percent;
-    row.gpu.title = util == null ? "" : "Busiest GPU: " + fmt.pct(util, 0);
-    row.gpu.replaceChildren(
-      ...(util == null
-        ? []
-        : [h("span", { class: "minibar" }, h("i", { style: "width:" + Math.min(100, util) + "%" })), fmt.pct(util, 0)]),
-    );
+  function hide() {
+    $("selected").classList.add("hidden");
+    $("notices").replaceChildren();
   }
-
-  function renderSummary(servers, now) {
-    const counts = {};
-    for (const s of servers) {
-      const st = states.serverState(s, now).state;
-      counts[st] = (counts[st] || 0) + 1;
-    }
-    const parts = ["live", "late", "stale", "offline"].filter((k) => counts[k]).map((k) => counts[k] + " " + k);
-    const n = servers.length;
-    $("fleet-summary").textContent = n ? n + (n === 1 ? " server" : " servers") + " · " + parts.join(" · ") : "";
-    if (!n && !$("fleet").querySelector(".empty-fleet")) {
-      $("fleet").append(h("li", { class: "empty-fleet" }, "No servers registered yet."));
-    } else if (n) {
-      const empty = $("fleet").querySelector(".empty-fleet");
-      if (empty) empty.remove();
-    }
-  }
-
-  // --- the selected server ---------------------------------------------------------------------
 
   function renderHead(server) {
     const { state: st, age } = states.serverState(server, TW.clock.now());
@@ -178,7 +101,7 @@
         h("span", { class: "kicker" }, st === "live" || st === "late" ? "Now" : "Last"),
         h("span", { class: "label-title" }, b.title),
         h("span", { class: "reason" }, b.reason || ""),
-        h("span", { class: "what" }, (labels.LABELS[b.label] || {}).help || ""),
+        h("span", { class: "what" }, labels.helpFor(b.label)),
         h(
           "div",
           { class: "side" },
@@ -376,5 +299,6 @@
     );
   }
 
-  TW.panels = { renderFleet, renderHead, renderNotices, renderBanner, renderTiles, renderGpus };
+
+  TW.panels = { render, tick, hide };
 })();

@@ -1,10 +1,10 @@
-/* TrainWatch dashboard: the fleet, the selected server's bottleneck and figures, and its charts.
+/* TrainWatch dashboard: what the page asks for and when, and which view shows the answer.
 
    Requests: /api/servers/ once at start (and while the selected server has no samples yet);
    /api/metrics/latest/ at the server's sample interval (its `servers` list keeps the fleet
    current); /api/metrics/history/ once per refresh, at max(interval, resolution). Between full
    reads, a refresh asks only for the last minutes and merges them into the newest buckets.
-   The URL holds server, range and zoom (?server=gpu-box-01&range=24h&from=…&to=…).
+   The view (server, range, zoom) lives in the URL (router.js).
 
    window.trainwatch is a small read-only handle for tests and benchmarks: chart lengths, the
    state, every request made, and drawnAt (ms since navigation when all charts first drew;
@@ -12,31 +12,18 @@
 (function () {
   "use strict";
   const TW = window.TW;
-  const { fmt, states, clock, h, panels } = TW;
+  const { states, clock, router, api, fleet, panels, toolbar, status } = TW;
 
-  const config = JSON.parse(document.getElementById("tw-config").textContent);
-  const RANGES = [
-    ["15m", 15],
-    ["1h", 60],
-    ["6h", 360],
-    ["24h", 1440],
-    ["7d", 10080],
-    ["30d", 43200],
-    ["90d", 129600],
-  ].filter(([, minutes]) => minutes <= config.maxHistoryMinutes);
-  const RANGE_MINUTES = Object.fromEntries(RANGES);
-  const DEFAULT_RANGE = RANGE_MINUTES["1h"] ? "1h" : RANGES[RANGES.length - 1][0];
   const MIN_REFRESH_S = 2; // never poll faster than this, whatever the agent's interval
   const SLOW_POLL_S = 15; // a server that is not reporting is asked less often
   const WAIT_POLL_S = 5; // waiting for a first sample, or for a first server
   const FULL_EVERY_MS = 10 * 60 * 1000; // re-read the whole window now and then, not only its tail
   const TAIL_MAX_RESOLUTION_S = 600; // coarser than this, a tail read costs about what a full one does
 
-  const $ = (id) => document.getElementById(id);
   const state = {
     server: null, // slug of the selected server
     shownServer: null, // the server whose charts are built
-    range: DEFAULT_RANGE,
+    range: router.DEFAULT_RANGE,
     zoom: null, // [from, to] in epoch seconds, or null
     servers: [],
     snapshot: null,
@@ -48,98 +35,35 @@
   };
   const timers = { latest: null, history: null, servers: null };
   const skipped = {}; // what came due while the tab was hidden
-  const charts = new TW.Charts($("charts"), { onZoom: zoomTo, onResetZoom: resetZoom });
+  const charts = new TW.Charts(document.getElementById("charts"), { onZoom: zoomTo, onResetZoom: resetZoom });
 
   const debug = (window.trainwatch = {
     state,
     get charts() {
       return charts.plots;
     },
-    requests: [],
+    requests: api.requests,
     drawnAt: null,
     drawCount: 0,
     lengths: () => charts.lengths(),
     seriesCounts: () => Object.fromEntries(Object.entries(charts.plots).map(([id, u]) => [id, u.series.length - 1])),
   });
 
-  // --- requests ---------------------------------------------------------------------------------
-
-  class ApiError extends Error {
-    constructor(status, message) {
-      super(message);
-      this.status = status;
-    }
-  }
-
-  async function api(path, params) {
-    const query = new URLSearchParams(params || {}).toString();
-    const url = path + (query ? "?" + query : "");
-    const sentAt = Date.now();
-    const record = { path, params: Object.fromEntries(new URLSearchParams(params || {})), status: null, at: sentAt };
-    debug.requests.push(record);
-    if (debug.requests.length > 500) debug.requests.splice(0, 100); // a tab may stay open for weeks
-    let response;
-    try {
-      response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    } catch (err) {
-      record.status = 0;
-      throw new ApiError(0, "cannot reach TrainWatch");
-    }
-    record.status = response.status;
-    if (response.status === 401) {
-      // The session ended: sign in again and come back to this very view.
-      location.assign("/accounts/login/?next=" + encodeURIComponent(location.pathname + location.search));
-      throw new ApiError(401, "signed out");
-    }
-    const body = await response.json().catch(() => ({ ok: false, error: "unreadable answer" }));
-    if (!response.ok) throw new ApiError(response.status, body.error || response.statusText);
-    clock.fromResponse(response, sentAt, Date.now());
-    return body;
-  }
+  // --- the connection ---------------------------------------------------------------------------
 
   function connection(ok, message) {
     state.failing = !ok;
     if (ok) state.updatedAt = Date.now();
-    const el = $("conn");
-    el.className = "conn " + (ok ? "ok" : "error");
-    el.querySelector(".text").textContent = message || "";
+    status.showConnection(ok, message);
     if (ok) tickConnection();
   }
   function tickConnection() {
     if (state.failing || !state.updatedAt) return;
-    const age = (Date.now() - state.updatedAt) / 1000;
-    $("conn").querySelector(".text").textContent = age < 1.5 ? "Updated just now" : "Updated " + fmt.ago(age);
+    status.showUpdated((Date.now() - state.updatedAt) / 1000);
   }
   function failed(err, what) {
     if (err.status === 401) return;
     connection(false, err.status === 0 ? "Cannot reach TrainWatch, retrying" : what + " failed: " + err.message);
-  }
-
-  // --- URL --------------------------------------------------------------------------------------
-
-  function readUrl() {
-    const q = new URLSearchParams(location.search);
-    state.server = q.get("server") || null;
-    state.range = RANGE_MINUTES[q.get("range")] ? q.get("range") : DEFAULT_RANGE;
-    const from = Date.parse(q.get("from") || "");
-    const to = Date.parse(q.get("to") || "");
-    state.zoom = from < to ? [from / 1000, to / 1000] : null;
-  }
-  function iso(seconds) {
-    return new Date(Math.round(seconds) * 1000).toISOString().replace(".000Z", "Z");
-  }
-  function writeUrl(how) {
-    const q = new URLSearchParams();
-    if (state.server) q.set("server", state.server);
-    q.set("range", state.range);
-    if (state.zoom) {
-      q.set("from", iso(state.zoom[0]));
-      q.set("to", iso(state.zoom[1]));
-    }
-    const url = location.pathname + "?" + q.toString();
-    if (url === location.pathname + location.search) return;
-    if (how === "push") history.pushState(null, "", url);
-    else history.replaceState(null, "", url);
   }
 
   // --- selection and refresh --------------------------------------------------------------------
@@ -174,10 +98,10 @@
   }
 
   async function start() {
-    readUrl();
+    Object.assign(state, router.read());
     renderRanges();
     try {
-      const body = await api("/api/servers/");
+      const body = await api.get("/api/servers/");
       setServers(body.servers);
       connection(true);
     } catch (err) {
@@ -210,12 +134,12 @@
       state.history = null;
       charts.destroy();
     }
-    writeUrl(how);
+    router.write(state, how);
     renderFleet();
     renderRanges();
     const server = selectedServer();
     if (!server) return renderEmpty();
-    hideEmpty();
+    status.hideEmpty();
     if (!server.latest_snapshot_at) return waitForFirstSample();
     renderSelected();
     const generation = state.generation;
@@ -225,7 +149,7 @@
 
   async function loadLatest(generation) {
     try {
-      const body = await api("/api/metrics/latest/", { server: state.server });
+      const body = await api.get("/api/metrics/latest/", { server: state.server });
       if (generation !== state.generation) return;
       clock.fromSnapshot(body.snapshot, Date.now());
       setServers(body.servers);
@@ -242,7 +166,7 @@
   }
 
   async function loadHistory(generation, mode) {
-    const minutes = RANGE_MINUTES[state.range];
+    const minutes = router.RANGE_MINUTES[state.range];
     const server = selectedServer();
     const quiet = isQuiet(server);
     if (
@@ -258,7 +182,7 @@
       const tail = mode !== "full" && refreshFrom(minutes);
       const key = dataKey(server);
       try {
-        const body = await api("/api/metrics/history/", {
+        const body = await api.get("/api/metrics/history/", {
           server: state.server,
           minutes: tail ? tail.minutes : minutes,
         });
@@ -310,11 +234,13 @@
 
   async function waitForFirstSample() {
     renderSelected();
-    renderWaiting();
+    toolbar.show(false);
+    charts.destroy();
+    status.showWaiting(selectedServer());
     const generation = state.generation;
     schedule("servers", WAIT_POLL_S, async () => {
       try {
-        const body = await api("/api/servers/");
+        const body = await api.get("/api/servers/");
         if (generation !== state.generation) return;
         setServers(body.servers);
         connection(true);
@@ -332,7 +258,7 @@
 
   function windowScale() {
     const now = clock.now() / 1000;
-    return [now - RANGE_MINUTES[state.range] * 60, now];
+    return [now - router.RANGE_MINUTES[state.range] * 60, now];
   }
   function setRange(range) {
     if (range === state.range && !state.zoom) return;
@@ -340,7 +266,7 @@
     state.range = range;
     state.zoom = null;
     if (!rangeChanged) {
-      writeUrl("push");
+      router.write(state, "push");
       renderRanges();
       return redrawScale();
     }
@@ -349,24 +275,18 @@
   }
   function zoomTo(min, max) {
     state.zoom = [min, max];
-    writeUrl("push");
+    router.write(state, "push");
     redrawScale();
   }
   function resetZoom() {
     if (!state.zoom) return;
     state.zoom = null;
-    writeUrl("push");
+    router.write(state, "push");
     redrawScale();
   }
   function redrawScale() {
-    renderZoom();
+    toolbar.renderZoom(state.zoom);
     if (state.history) drawCharts();
-  }
-
-  // --- rendering ----------------------------------------------------------------------------------
-
-  function renderFleet() {
-    panels.renderFleet(state.servers, state.server, pick);
   }
   function pick(slug) {
     if (slug === state.server) return;
@@ -374,33 +294,35 @@
     select(slug, "push");
   }
 
-  // --- rendering: the selected server -----------------------------------------------------------
+  // --- handing the state to the views -----------------------------------------------------------
+
+  function renderFleet() {
+    fleet.render(state.servers, state.server, pick);
+  }
 
   function renderSelected() {
     const server = selectedServer();
     if (!server) return;
-    $("selected").classList.remove("hidden");
-    $("toolbar").classList.toggle("hidden", !server.latest_snapshot_at);
-    panels.renderHead(server);
-    panels.renderNotices(server);
+    toolbar.show(Boolean(server.latest_snapshot_at));
     const snap = state.snapshot && state.snapshot.server.slug === server.slug ? state.snapshot : null;
-    panels.renderBanner(server, snap);
-    panels.renderTiles(snap);
-    panels.renderGpus(snap);
-    document.title = (server.name || server.slug) + " · TrainWatch";
+    panels.render(server, snap);
   }
 
-  // --- rendering: charts and controls -----------------------------------------------------------
+  function renderRanges() {
+    toolbar.renderRanges(state.range, setRange);
+    toolbar.renderZoom(state.zoom);
+  }
 
   function drawCharts() {
     const m = state.history.meta;
+    const count = state.history.points.length;
     const points = TW.chartData.prepare(state.history.points, m.resolution_seconds);
     const scale = state.zoom || windowScale();
-    renderDataNote(m, points);
-    renderChartsNote();
+    toolbar.renderDataNote(m, count);
+    toolbar.renderChartsNote(selectedServer(), state.range, count, setRange);
     charts.update({ points, resolution: m.resolution_seconds, scale });
-    debug.history = Object.assign({}, m, { points: state.history.points.length });
-    renderZoom();
+    debug.history = Object.assign({}, m, { points: count });
+    toolbar.renderZoom(state.zoom);
     // uPlot draws in a microtask after setData; by the next frame every chart has drawn.
     requestAnimationFrame(() => {
       debug.drawCount += 1;
@@ -416,138 +338,25 @@
     });
   }
 
-  function renderDataNote(m) {
-    const source = { raw: "raw samples", "1m": "1-minute tier", "1h": "1-hour tier" }[m.source] || m.source;
-    const n = state.history.points.length;
-    $("data-note").textContent =
-      source +
-      " · " +
-      fmt.duration(m.resolution_seconds) +
-      " per point · " +
-      n.toLocaleString("en-US") +
-      (n === 1 ? " point" : " points");
-  }
-
-  // No samples in the window, although the server has some: say so and offer a range that has them.
-  function renderChartsNote() {
-    const box = $("charts-note");
-    const server = selectedServer();
-    if (state.history.points.length || !server || !server.latest_snapshot_at) return box.replaceChildren();
-    const age = (clock.now() - Date.parse(server.latest_snapshot_at)) / 1000;
-    const fit = RANGES.find(([, minutes]) => minutes * 60 > age + 60);
-    box.replaceChildren(
-      h(
-        "div",
-        { class: "notice warn", id: "no-data-in-range" },
-        "No samples in the last " + rangeText(state.range) + ": the newest is from " + fmt.ago(age) + ". ",
-        fit
-          ? h(
-              "button",
-              { class: "btn", type: "button", onclick: () => setRange(fit[0]) },
-              "Show the last " + rangeText(fit[0]),
-            )
-          : null,
-      ),
-    );
-  }
-  function rangeText(range) {
-    return range
-      .replace(/m$/, " minutes")
-      .replace(/h$/, " hours")
-      .replace(/d$/, " days")
-      .replace(/^1 hours$/, "hour");
-  }
-
-  function renderRanges() {
-    const box = $("ranges");
-    if (!box.childElementCount) {
-      for (const [range] of RANGES) {
-        box.append(h("button", { type: "button", "data-range": range, onclick: () => setRange(range) }, range));
-      }
-    }
-    for (const b of box.children) b.setAttribute("aria-pressed", b.dataset.range === state.range ? "true" : "false");
-    renderZoom();
-  }
-
-  function renderZoom() {
-    $("zoom").classList.toggle("hidden", !state.zoom);
-    if (state.zoom) {
-      const now = clock.now();
-      $("zoom-text").textContent =
-        "Zoomed to " + fmt.when(state.zoom[0] * 1000, now) + " – " + fmt.when(state.zoom[1] * 1000, now);
-    }
-  }
-
-  // --- empty states -----------------------------------------------------------------------------
-
   function renderEmpty() {
-    $("selected").classList.add("hidden");
-    $("toolbar").classList.add("hidden");
-    $("notices").replaceChildren();
-    const box = $("empty");
-    box.classList.remove("hidden");
+    panels.hide();
+    toolbar.show(false);
     if (!state.servers.length) {
-      box.replaceChildren(
-        h(
-          "div",
-          { class: "empty", id: "no-servers" },
-          h("h2", {}, "No servers yet"),
-          h("p", {}, "Register a training node, then start the agent on it with the token this prints:"),
-          h("p", {}, h("code", {}, 'python3 manage.py register_server gpu-box-01 --name "GPU Box 01"')),
-          h("p", {}, "This page updates by itself once the node is registered."),
-        ),
-      );
+      status.showNoServers();
       schedule("servers", WAIT_POLL_S, start);
     } else {
-      box.replaceChildren(
-        h(
-          "div",
-          { class: "empty", id: "unknown-server" },
-          h("h2", {}, state.server ? "No active server “" + state.server + "”" : "Pick a server"),
-          h("p", {}, "It may have been renamed or disabled. Pick one of the fleet on the left."),
-        ),
-      );
+      status.showUnknownServer(state.server);
     }
   }
 
-  function hideEmpty() {
-    $("empty").classList.add("hidden");
-    $("empty").replaceChildren();
-  }
-
-  function renderWaiting() {
-    const server = selectedServer();
-    $("toolbar").classList.add("hidden");
-    charts.destroy();
-    const box = $("empty");
-    box.classList.remove("hidden");
-    box.replaceChildren(
-      h(
-        "div",
-        { class: "empty", id: "waiting" },
-        h("h2", {}, "Waiting for the first sample from " + (server.name || server.slug)),
-        h("p", {}, "Start the agent on that node with its ingest token:"),
-        h(
-          "p",
-          {},
-          h("code", {}, "trainwatch-agent --url " + location.origin + " --server " + server.slug + " --token …"),
-        ),
-        h("p", {}, "Charts appear here as soon as it reports."),
-      ),
-    );
-  }
-
-  // --- clocks -----------------------------------------------------------------------------------
+  // --- clocks and events ------------------------------------------------------------------------
 
   // Ages ("3 s ago") and states move with time even when nothing new arrives.
   setInterval(() => {
     if (document.hidden) return;
     renderFleet();
     const server = selectedServer();
-    if (server && !$("selected").classList.contains("hidden")) {
-      panels.renderHead(server);
-      panels.renderNotices(server);
-    }
+    if (server) panels.tick(server);
     tickConnection();
   }, 1000);
 
@@ -560,19 +369,16 @@
     }
   });
 
-  window.addEventListener("popstate", () => {
+  router.onChange((view) => {
     const before = { server: state.server, range: state.range };
-    readUrl();
+    Object.assign(state, view);
     renderRanges();
     if (state.server !== before.server || state.range !== before.range) {
       if (state.range !== before.range) state.history = null;
       select(state.server, "replace");
     } else redrawScale();
   });
-  $("reset-zoom").addEventListener("click", resetZoom);
-  document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape") resetZoom();
-  });
+  toolbar.onResetZoom(resetZoom);
 
   start();
 })();
