@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -69,22 +70,22 @@ def test_the_classifier_agrees_with_the_generated_labels():
         snap = row.snapshot
         gpus = tuple(
             GpuReading(
-                g[2],
-                util=g[5],
-                memory_percent=g[9],
-                power_w=g[11],
-                power_limit_w=g[12],
-                throttle_reasons=tuple(() if g[13] == "[]" else ("sw_power_cap",)),
+                g["gpu_index"],
+                util=g["utilization_gpu_percent"],
+                memory_percent=g["memory_percent"],
+                power_w=g["power_w"],
+                power_limit_w=g["power_limit_w"],
+                throttle_reasons=tuple(json.loads(g["throttle_reasons"])),
             )
             for g in row.gpus
         )
         reading = Reading(
             at=row.at.timestamp(),
-            cpu_usage=snap[3],
-            cpu_iowait=snap[6],
-            memory_percent=snap[16],
-            swap_percent=snap[19],
-            disk_util=snap[27],
+            cpu_usage=snap["cpu_usage_percent"],
+            cpu_iowait=snap["cpu_iowait_percent"],
+            memory_percent=snap["memory_percent"],
+            swap_percent=snap["swap_percent"],
+            disk_util=snap["disk_util_percent"],
             gpus=gpus,
         )
         window = [r for r in window if reading.at - r.at <= 40] + [reading]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from . import retention
 from .models import MonitoredServer, RetentionPolicy
 
 
@@ -34,9 +36,27 @@ class MonitoredServerAdmin(admin.ModelAdmin):
         queryset.update(is_active=True)
 
 
+class RetentionPolicyForm(forms.ModelForm):
+    class Meta:
+        model = RetentionPolicy
+        fields = ("tier", "days")
+
+    def clean(self):
+        cleaned = super().clean()
+        # The tier is read-only once the policy exists, so it is not among the form's fields then.
+        tier, days = cleaned.get("tier", self.instance.tier), cleaned.get("days")
+        if days is not None:
+            try:
+                retention.check_policy(tier, days)
+            except retention.RetentionError as exc:
+                self.add_error("days", str(exc))
+        return cleaned
+
+
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(admin.ModelAdmin):
     # The tiers are fixed; a DBA only changes how long each keeps its data.
+    form = RetentionPolicyForm
     list_display = ("tier", "days", "updated_at")
     fields = ("tier", "days")
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from . import tiers
+from . import server_counters, tiers
 from .bottleneck import DEFAULT_THRESHOLDS, RULES_VERSION, GpuReading, Reading, classify
 
 BATCH_SIZE = 2000
@@ -67,7 +67,7 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
             values = ", ".join(["(%s::timestamptz, %s, %s::float8, %s)"] * len(results))
             flat = [v for row in results for v in row]
             cursor.execute(UPDATE_SQL.format(values=values), [RULES_VERSION, *flat, server_id, first, last])
-            _update_current(cursor, server_id, results)
+            server_counters.record_bottleneck(cursor, server_id, results)
             tiers.mark_dirty(cursor, server_id, [row[0] for row in results])
     return len(results), count >= batch_size
 
@@ -118,27 +118,6 @@ def _classify_rows(snapshots, gpus, lookback: timedelta) -> list[tuple]:
             verdict = classify(readings[window_start:])
             results.append((at, verdict.label, verdict.confidence, verdict.reason))
     return results
-
-
-CURRENT_SQL = """
-UPDATE monitoring_monitoredserver SET
-    bottleneck_since = CASE WHEN bottleneck_label = %(label)s AND %(whole_batch)s
-        THEN bottleneck_since ELSE %(since)s END,
-    bottleneck_label = %(label)s,
-    bottleneck_at = %(at)s
-WHERE id = %(server)s AND (bottleneck_at IS NULL OR bottleneck_at <= %(at)s)
-"""
-
-
-def _update_current(cursor, server_id: int, results: list[tuple]) -> None:
-    """The server's current bottleneck, and since when it has held (for the fleet overview)."""
-    at, label = results[-1][0], results[-1][1]
-    start = len(results) - 1
-    while start > 0 and results[start - 1][1] == label:
-        start -= 1
-    # A run that fills the whole batch may have begun before it: keep the stored start then.
-    params = {"server": server_id, "label": label, "at": at, "since": results[start][0], "whole_batch": start == 0}
-    cursor.execute(CURRENT_SQL, params)
 
 
 def servers_with_stale_pending(grace_seconds: int) -> list[int]:

@@ -235,7 +235,10 @@ class DiskSample(models.Model):
 
 
 class RetentionPolicy(models.Model):
-    """How long one tier keeps its data; applied by the retention task with drop_chunks."""
+    """How long one tier keeps its data; applied by the retention task with drop_chunks.
+
+    Which policies are allowed is retention.check_policy's to say: the admin's form and
+    `manage.py retention set` ask it before saving one."""
 
     TIER_CHOICES = [("raw", "raw samples"), ("1m", "1-minute tier"), ("1h", "1-hour tier")]
     DEFAULT_DAYS = {"raw": 14, "1m": 90, "1h": 730}
@@ -250,16 +253,6 @@ class RetentionPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tier}: {self.days} days"
-
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from .retention import RetentionError, check_policy
-
-        try:
-            check_policy(self.tier, self.days)
-        except RetentionError as exc:
-            raise ValidationError({"days": str(exc)}) from None
 
 
 class MaintenanceRun(models.Model):

@@ -13,10 +13,13 @@ import logging
 import time
 
 import redis
+from celery import current_app
 from django.conf import settings
 
 log = logging.getLogger(__name__)
 
+# By name, so that this module does not import tasks (whose classify_server clears the mark).
+CLASSIFY_TASK = "monitoring.tasks.classify_server"
 PENDING_TTL_SECONDS = 60
 BROKER_DOWN_BACKOFF_SECONDS = 5.0
 
@@ -47,13 +50,11 @@ def request_classification(server_id: int) -> bool:
     global _skip_until
     if time.monotonic() < _skip_until:
         return False
-    from .tasks import classify_server
-
     key = pending_key(server_id)
     try:
         if not _redis().set(key, "1", nx=True, ex=PENDING_TTL_SECONDS):
             return False
-        classify_server.apply_async((server_id,), retry=False)
+        current_app.send_task(CLASSIFY_TASK, args=(server_id,), retry=False)
         return True
     except Exception as exc:  # redis.RedisError or kombu's OperationalError: the broker is down
         _skip_until = time.monotonic() + BROKER_DOWN_BACKOFF_SECONDS

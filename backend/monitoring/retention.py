@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import tiers
+from . import server_counters, tiers
 from .models import RetentionPolicy
 
 TIER_ORDER = ("raw", "1m", "1h")
@@ -142,15 +142,7 @@ def apply(now: datetime | None = None, progress=None) -> list[Chunk]:
 def _drop(chunk: Chunk) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         if chunk.relation == "monitoring_snapshot":
-            # Keep the servers' snapshot counts exact without ever counting on a request path.
-            cursor.execute(f"SELECT server_id, count(*) FROM {chunk.name} GROUP BY server_id")
-            for server_id, count in cursor.fetchall():
-                cursor.execute(
-                    "UPDATE monitoring_monitoredserver SET snapshot_count = greatest(snapshot_count - %s, 0), "
-                    "latest_snapshot_at = CASE WHEN snapshot_count - %s <= 0 THEN NULL ELSE latest_snapshot_at END "
-                    "WHERE id = %s",
-                    [count, count, server_id],
-                )
+            server_counters.forget_chunk(cursor, chunk.name)
         cursor.execute(
             "SELECT drop_chunks(%s, older_than => %s, newer_than => %s)",
             [chunk.relation, chunk.range_end, chunk.range_start],

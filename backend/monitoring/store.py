@@ -18,72 +18,16 @@ from django.conf import settings
 from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
+from . import catalogue, server_counters
 from .validation import Sample
 
-HOST_COLUMNS = (
-    "cpu_usage_percent",
-    "cpu_user_percent",
-    "cpu_system_percent",
-    "cpu_iowait_percent",
-    "cpu_load_1",
-    "cpu_load_5",
-    "cpu_load_15",
-    "cpu_frequency_mhz",
-    "cpu_count_logical",
-    "cpu_count_physical",
-    "memory_total_bytes",
-    "memory_used_bytes",
-    "memory_available_bytes",
-    "memory_percent",
-    "swap_total_bytes",
-    "swap_used_bytes",
-    "swap_percent",
-    "network_rx_bytes_total",
-    "network_tx_bytes_total",
-    "process_count",
-)
-DERIVED_COLUMNS = (
-    "network_rx_bps",
-    "network_tx_bps",
-    "disk_read_bps",
-    "disk_write_bps",
-    "disk_util_percent",
-    "gpu_count",
-    "gpu_top_util_percent",
-)
+# Columns come from the catalogue: what the agent sends, then what ingest derives.
+HOST_COLUMNS = catalogue.names(catalogue.block("host", derived=False))
+DERIVED_COLUMNS = catalogue.names(catalogue.block("host", derived=True))
 # (column, PostgreSQL array type) for unnest(): one statement whatever the device count.
-GPU_COLUMNS = (
-    ("gpu_index", "smallint"),
-    ("name", "text"),
-    ("uuid", "text"),
-    ("utilization_gpu_percent", "float8"),
-    ("utilization_memory_percent", "float8"),
-    ("memory_total_bytes", "bigint"),
-    ("memory_used_bytes", "bigint"),
-    ("memory_percent", "float8"),
-    ("temperature_c", "float8"),
-    ("power_w", "float8"),
-    ("power_limit_w", "float8"),
-    ("fan_percent", "float8"),
-    ("sm_clock_mhz", "float8"),
-    ("sm_clock_max_mhz", "float8"),
-    ("memory_clock_mhz", "float8"),
-    ("memory_clock_max_mhz", "float8"),
-    ("throttle_reasons", "jsonb"),
-    ("ecc_errors_corrected", "bigint"),
-    ("ecc_errors_uncorrected", "bigint"),
-    ("processes", "jsonb"),
-)
-DISK_COUNTERS = ("read_bytes_total", "write_bytes_total", "read_count_total", "write_count_total", "busy_time_ms_total")
-DISK_COLUMNS = (
-    ("device", "text"),
-    *((name, "bigint") for name in DISK_COUNTERS),
-    ("read_bps", "float8"),
-    ("write_bps", "float8"),
-    ("read_iops", "float8"),
-    ("write_iops", "float8"),
-    ("util_percent", "float8"),
-)
+GPU_COLUMNS = (catalogue.DEVICE_KEYS["gpu"], *((m.name, m.sql) for m in catalogue.block("gpu")))
+DISK_COUNTERS = catalogue.counters("disk")
+DISK_COLUMNS = (catalogue.DEVICE_KEYS["disk"], *((m.name, m.sql) for m in catalogue.block("disk")))
 
 
 def _unnest_insert(name: str, table: str, columns) -> str:
@@ -106,28 +50,7 @@ WITH snap AS (
 ),
 {_unnest_insert("gpus", "monitoring_gpusample", GPU_COLUMNS)},
 {_unnest_insert("disks", "monitoring_disksample", DISK_COLUMNS)},
-newest AS (
-    -- Whether this sample is the server's newest: only then does it set the "latest" figures.
-    SELECT EXISTS (SELECT FROM snap) AND (latest_snapshot_at IS NULL OR latest_snapshot_at < %(at)s) AS yes
-    FROM monitoring_monitoredserver WHERE id = %(server)s
-),
-server AS (
-    UPDATE monitoring_monitoredserver SET
-        last_seen_at = %(now)s,
-        snapshot_count = snapshot_count + (SELECT count(*) FROM snap),
-        latest_snapshot_at = CASE WHEN newest.yes THEN %(at)s ELSE latest_snapshot_at END,
-        latest_gpu_top_util_percent = CASE WHEN newest.yes
-            THEN %(gpu_top_util_percent)s::float8 ELSE latest_gpu_top_util_percent END,
-        sample_interval_seconds = CASE WHEN newest.yes AND %(interval)s::float8 IS NOT NULL
-            THEN %(interval)s::float8 ELSE sample_interval_seconds END,
-        last_agent_version = COALESCE(%(agent_version)s::text, last_agent_version),
-        hostname = COALESCE(%(agent_hostname)s::text, hostname),
-        agent_platform = COALESCE(%(agent_platform)s::text, agent_platform),
-        agent_python = COALESCE(%(agent_python)s::text, agent_python),
-        agent_labels = COALESCE(%(agent_labels)s::jsonb, agent_labels)
-    FROM newest
-    WHERE id = %(server)s
-)
+{server_counters.INGEST_CTES}
 SELECT id FROM snap
 """
 

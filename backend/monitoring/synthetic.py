@@ -10,12 +10,17 @@ classifier reads the same way.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from . import catalogue
 from .bottleneck import RULES_VERSION
+
+DISK_COUNTERS = catalogue.counters("disk")
+PROCESS = {"pid": 4242, "name": "python", "user": "ml", "type": "compute"}
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,9 @@ PHASES = {
 class Row:
     at: datetime
     phase: Phase
-    snapshot: list
-    gpus: list[list] = field(default_factory=list)
-    disks: list[list] = field(default_factory=list)
+    snapshot: dict
+    gpus: list[dict] = field(default_factory=list)
+    disks: list[dict] = field(default_factory=list)
 
 
 def schedule(start: datetime, end: datetime, rng: random.Random) -> Iterator[tuple[datetime, datetime, str]]:
@@ -216,7 +221,17 @@ class Generator:
             totals[2] += int(read / 131072 * dt)
             totals[3] += int(write / 131072 * dt)
             totals[4] += int(busy * 10 * dt)
-            disks.append([self.server_id, at, device, *totals, read, write, busy])
+            disks.append(
+                {
+                    "server_id": self.server_id,
+                    "collected_at": at,
+                    "device": device,
+                    **dict(zip(DISK_COUNTERS, totals)),
+                    "read_bps": read,
+                    "write_bps": write,
+                    "util_percent": busy,
+                }
+            )
             reads, writes = reads + read, writes + write
             utils.append(busy)
         rx, tx = u((1, 400)) * 1e6, u((1, 50)) * 1e6
@@ -231,82 +246,65 @@ class Generator:
             top = max(top, util)
             throttle = list(phase.throttle) if phase.throttle else (["gpu_idle"] if util < 1 else [])
             gpus.append(
-                [
-                    self.server_id,
-                    at,
-                    index,
-                    "NVIDIA A100-SXM4-80GB",
-                    f"GPU-{self.server_id:08x}-{index:04x}",
-                    util,
-                    util * 0.7,
-                    self.gpu_memory_total,
-                    int(self.gpu_memory_total * mem / 100),
-                    mem,
-                    u((35, 45)) + util * 0.35,
-                    power,
-                    limit,
-                    f"[{', '.join(chr(34) + r + chr(34) for r in throttle)}]",
-                    '[{"pid": 4242, "name": "python", "user": "ml", "type": "compute"}]'
-                    if phase.process and mem > 5
-                    else "[]",
-                ]
+                {
+                    "server_id": self.server_id,
+                    "collected_at": at,
+                    "gpu_index": index,
+                    "name": "NVIDIA A100-SXM4-80GB",
+                    "uuid": f"GPU-{self.server_id:08x}-{index:04x}",
+                    "utilization_gpu_percent": util,
+                    "utilization_memory_percent": util * 0.7,
+                    "memory_total_bytes": self.gpu_memory_total,
+                    "memory_used_bytes": int(self.gpu_memory_total * mem / 100),
+                    "memory_percent": mem,
+                    "temperature_c": u((35, 45)) + util * 0.35,
+                    "power_w": power,
+                    "power_limit_w": limit,
+                    "throttle_reasons": json.dumps(throttle),
+                    "processes": json.dumps([PROCESS] if phase.process and mem > 5 else []),
+                }
             )
         confidence = round(0.7 + rng.random() * 0.28, 2)
-        snapshot = [
-            self.server_id,
-            at,
-            at,
-            cpu,
-            cpu * 0.7,
-            cpu * 0.2,
-            iowait,
-            cpu / 100 * 64,
-            cpu / 100 * 60,
-            cpu / 100 * 58,
-            2800.0,
-            64,
-            32,
-            self.memory_total,
-            int(self.memory_total * memory / 100),
-            int(self.memory_total * (100 - memory) / 100),
-            memory,
-            64 * 2**30,
-            int(64 * 2**30 * swap / 100),
-            swap,
-            self.net[0],
-            self.net[1],
-            rx,
-            tx,
-            rng.randint(380, 460),
-            reads,
-            writes,
-            max(utils) if utils else None,
-            self.gpu_count,
-            top if self.gpu_count else None,
-            phase.label,
-            confidence,
-            phase.reason,
-            RULES_VERSION,
-            at,
-        ]
+        snapshot = {
+            "server_id": self.server_id,
+            "collected_at": at,
+            "received_at": at,
+            "cpu_usage_percent": cpu,
+            "cpu_user_percent": cpu * 0.7,
+            "cpu_system_percent": cpu * 0.2,
+            "cpu_iowait_percent": iowait,
+            "cpu_load_1": cpu / 100 * 64,
+            "cpu_load_5": cpu / 100 * 60,
+            "cpu_load_15": cpu / 100 * 58,
+            "cpu_frequency_mhz": 2800.0,
+            "cpu_count_logical": 64,
+            "cpu_count_physical": 32,
+            "memory_total_bytes": self.memory_total,
+            "memory_used_bytes": int(self.memory_total * memory / 100),
+            "memory_available_bytes": int(self.memory_total * (100 - memory) / 100),
+            "memory_percent": memory,
+            "swap_total_bytes": 64 * 2**30,
+            "swap_used_bytes": int(64 * 2**30 * swap / 100),
+            "swap_percent": swap,
+            "network_rx_bytes_total": self.net[0],
+            "network_tx_bytes_total": self.net[1],
+            "network_rx_bps": rx,
+            "network_tx_bps": tx,
+            "process_count": rng.randint(380, 460),
+            "disk_read_bps": reads,
+            "disk_write_bps": writes,
+            "disk_util_percent": max(utils) if utils else None,
+            "gpu_count": self.gpu_count,
+            "gpu_top_util_percent": top if self.gpu_count else None,
+            "bottleneck_label": phase.label,
+            "bottleneck_confidence": confidence,
+            "bottleneck_reason": phase.reason,
+            "bottleneck_rules_version": RULES_VERSION,
+            "classified_at": at,
+        }
         return Row(at, phase, snapshot, gpus, disks)
 
 
-SNAPSHOT_COLUMNS = (
-    "server_id, collected_at, received_at, cpu_usage_percent, cpu_user_percent, cpu_system_percent, "
-    "cpu_iowait_percent, cpu_load_1, cpu_load_5, cpu_load_15, cpu_frequency_mhz, cpu_count_logical, "
-    "cpu_count_physical, memory_total_bytes, memory_used_bytes, memory_available_bytes, memory_percent, "
-    "swap_total_bytes, swap_used_bytes, swap_percent, network_rx_bytes_total, network_tx_bytes_total, "
-    "network_rx_bps, network_tx_bps, process_count, disk_read_bps, disk_write_bps, disk_util_percent, "
-    "gpu_count, gpu_top_util_percent, bottleneck_label, bottleneck_confidence, bottleneck_reason, "
-    "bottleneck_rules_version, classified_at"
-)
-GPU_COLUMNS = (
-    "server_id, collected_at, gpu_index, name, uuid, utilization_gpu_percent, utilization_memory_percent, "
-    "memory_total_bytes, memory_used_bytes, memory_percent, temperature_c, power_w, power_limit_w, "
-    "throttle_reasons, processes"
-)
-DISK_COLUMNS = (
-    "server_id, collected_at, device, read_bytes_total, write_bytes_total, read_count_total, write_count_total, "
-    "busy_time_ms_total, read_bps, write_bps, util_percent"
-)
+def columns(row: dict) -> str:
+    """The COPY column list of a row built above (every row of a kind has the same keys)."""
+    return ", ".join(row)

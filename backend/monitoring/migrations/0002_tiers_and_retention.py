@@ -2,6 +2,9 @@
 
 from django.db import migrations, models
 
+# The tier relations as this migration made them, not the live monitoring.tiers.
+from monitoring.migrations import _0002_tiers as frozen_tiers
+
 
 class Migration(migrations.Migration):
 
@@ -32,21 +35,13 @@ def default_policies(apps, schema_editor):
 
 
 def install_tiers(apps, schema_editor):
-    # The live module, not a frozen copy: the tier definitions are the history query's too.
-    from monitoring import compression, tiers
-
     with schema_editor.connection.cursor() as cursor:
-        backend = tiers.resolve_backend(cursor)
-        tiers.install(cursor, backend)
-        if tiers.edition(cursor) == "timescale":
-            compression.enable(cursor)
+        frozen_tiers.install(cursor)
 
 
 def uninstall_tiers(apps, schema_editor):
-    from monitoring import tiers
-
     with schema_editor.connection.cursor() as cursor:
-        tiers.drop(cursor)
+        frozen_tiers.uninstall(cursor)
 
 
 Migration.operations += [

@@ -16,9 +16,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from monitoring import tiers
+from monitoring import server_counters, tiers
 from monitoring.models import MonitoredServer, Snapshot
-from monitoring.synthetic import DISK_COLUMNS, GPU_COLUMNS, SNAPSHOT_COLUMNS, Generator
+from monitoring.synthetic import Generator, columns
 
 
 class Command(BaseCommand):
@@ -60,59 +60,27 @@ class Command(BaseCommand):
         bar.close()
         if tiers.installed_backend() == "continuous":
             tiers.refresh(start - timedelta(hours=1), end)
-        self._update_server(server)
+        # Counted once here, off any request path; ingest and the classifier keep them from now on.
+        with connection.cursor() as cursor:
+            server_counters.recount(cursor, server.id, opts["interval"])
         self.stdout.write(
             f"Seeded {total:,} samples for {server.slug} from {start.isoformat()} to {end.isoformat()} "
             f"({len(labels)} bottleneck labels); tiers are up to date."
         )
 
     def _load(self, generator: Generator, start, end) -> tuple[int, set[str]]:
-        count, labels = 0, set()
+        rows = list(generator.rows(start, end))
+        tables = {
+            "monitoring_snapshot": [row.snapshot for row in rows],
+            "monitoring_gpusample": [gpu for row in rows for gpu in row.gpus],
+            "monitoring_disksample": [disk for row in rows for disk in row.disks],
+        }
         with transaction.atomic(), connection.cursor() as cursor:
-            raw = cursor.cursor
-            rows = list(generator.rows(start, end))
-            with raw.copy(f"COPY monitoring_snapshot ({SNAPSHOT_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row.snapshot)
-                    labels.add(row.phase.label)
-            with raw.copy(f"COPY monitoring_gpusample ({GPU_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    for gpu in row.gpus:
-                        copy.write_row(gpu)
-            with raw.copy(f"COPY monitoring_disksample ({DISK_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    for disk in row.disks:
-                        copy.write_row(disk)
-            count = len(rows)
-        return count, labels
-
-    def _update_server(self, server: MonitoredServer) -> None:
-        # Counted once here, off any request path; ingest and the classifier keep them from now on.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                WITH c AS (SELECT count(*) AS n, max(collected_at) AS newest
-                           FROM monitoring_snapshot WHERE server_id = %(id)s),
-                     l AS (SELECT bottleneck_label AS label, gpu_top_util_percent AS top
-                           FROM monitoring_snapshot, c WHERE server_id = %(id)s AND collected_at = c.newest),
-                     -- Since when the newest label has held: just after the last sample with another one.
-                     run AS (SELECT min(collected_at) AS since FROM monitoring_snapshot, l
-                             WHERE server_id = %(id)s AND collected_at > coalesce(
-                                 (SELECT max(collected_at) FROM monitoring_snapshot, l
-                                  WHERE server_id = %(id)s AND bottleneck_label IS DISTINCT FROM l.label),
-                                 '-infinity'))
-                UPDATE monitoring_monitoredserver s SET
-                    snapshot_count = c.n, latest_snapshot_at = c.newest,
-                    last_seen_at = greatest(s.last_seen_at, c.newest), sample_interval_seconds = %(interval)s,
-                    latest_gpu_top_util_percent = l.top, bottleneck_label = l.label,
-                    bottleneck_since = run.since, bottleneck_at = c.newest
-                FROM c, l, run WHERE s.id = %(id)s
-                """,
-                {"id": server.id, "interval": self._interval},
-            )
-
-    _interval = 2.0
-
-    def execute(self, *args, **options):
-        self._interval = options.get("interval", 2.0)
-        return super().execute(*args, **options)
+            for table, records in tables.items():
+                if not records:
+                    continue
+                names = list(records[0])
+                with cursor.cursor.copy(f"COPY {table} ({columns(records[0])}) FROM STDIN") as copy:
+                    for record in records:
+                        copy.write_row([record[name] for name in names])
+        return len(rows), {row.phase.label for row in rows}
