@@ -103,6 +103,10 @@ bench-api: venv services ## Dashboard API latency at 100 k, 1 M and 10 M snapsho
 bench-history: venv services ## History from tiers vs raw over 30 and 90 days; ingest with tier refresh on/off
 	$(PY) bench/history.py
 
+.PHONY: bench-validation
+bench-validation: venv ## Ingest body validation: hand-written checks vs msgspec vs pydantic, µs per body
+	$(PY) bench/validation.py
+
 .PHONY: bench-page
 bench-page: venv frontend chromium services ## Dashboard page: time until every chart is drawn, bytes transferred
 	$(PY) bench/page.py
