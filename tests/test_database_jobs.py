@@ -14,7 +14,7 @@ from django.db import DatabaseError, connection
 from django.test import Client
 from django.utils import timezone
 
-from monitoring import compression, dbjobs, maintenance, tiers
+from monitoring import compression, dbjobs, maintenance, tier_refresh, tiers
 from monitoring.models import MaintenanceRun, MonitoredServer
 from monitoring.tasks import classify_server, compress_chunks, refresh_tiers
 from tests import samples
@@ -106,7 +106,7 @@ def test_beat_refresh_catches_up_after_beat_was_stopped_longer_than_the_late_win
     node = register("gap-box", "Gap Box")
     before = (timezone.now() - timedelta(days=4)).replace(second=0, microsecond=0)
     feed(node, 5, before)
-    tiers.refresh(before - timedelta(hours=1), before + timedelta(minutes=1))  # beat's last run
+    tier_refresh.refresh(before - timedelta(hours=1), before + timedelta(minutes=1))  # beat's last run
     # Stored while beat was stopped, three days ago: outside the window of a normal run.
     gap = (timezone.now() - timedelta(days=3)).replace(second=0, microsecond=0)
     feed(node, 5, gap, cpu_usage_percent=55.0)
@@ -139,8 +139,8 @@ def test_a_refresh_that_fails_shows_with_its_error(monkeypatch):
     def broken(*args, **kwargs):
         raise DatabaseError("could not extend file: No space left on device")
 
-    monkeypatch.setattr(tiers, "refresh_rollups", broken)
-    monkeypatch.setattr(tiers, "refresh_continuous", broken)
+    monkeypatch.setattr(tier_refresh, "refresh_rollups", broken)
+    monkeypatch.setattr(tier_refresh, "refresh_continuous", broken)
     with pytest.raises(DatabaseError):
         refresh_tiers()
     report = healthz()["tier_refresh"]
@@ -157,10 +157,10 @@ def test_one_refresher_at_a_time():
         from django.db import connection as own
 
         with own.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [tiers.REFRESH_LOCK])
+            cursor.execute("SELECT pg_advisory_lock(%s)", [tier_refresh.REFRESH_LOCK])
             held.set()
             release.wait(30)
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [tiers.REFRESH_LOCK])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [tier_refresh.REFRESH_LOCK])
         own.close()
 
     thread = threading.Thread(target=other_refresher)

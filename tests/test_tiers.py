@@ -11,8 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import tiers
+from monitoring import tier_refresh, tiers
 from monitoring.bottleneck import LABELS
+from monitoring.migrations import _0002_tiers as frozen_tiers
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server
 from tests import samples
@@ -106,7 +107,7 @@ def minute_row(server_id, bucket):
 
 
 def refresh_all():
-    tiers.refresh(timezone.now() - timedelta(days=3), timezone.now())
+    tier_refresh.refresh(timezone.now() - timedelta(days=3), timezone.now())
 
 
 def test_a_late_sample_is_rolled_up_again():
@@ -203,4 +204,4 @@ def test_continuous_is_refused_on_the_apache_edition(settings):
             pytest.skip("this database has the Timescale-licensed edition")
         settings.MONITORING_TIER_BACKEND = "continuous"
         with pytest.raises(RuntimeError, match="needs TimescaleDB's Timescale-licensed edition"):
-            tiers.resolve_backend(cursor)
+            frozen_tiers.resolve_backend(cursor)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from . import server_counters, tiers
+from . import server_counters, tier_refresh
 from .bottleneck import DEFAULT_THRESHOLDS, RULES_VERSION, GpuReading, Reading, classify
 
 BATCH_SIZE = 2000
@@ -68,7 +68,7 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
             flat = [v for row in results for v in row]
             cursor.execute(UPDATE_SQL.format(values=values), [RULES_VERSION, *flat, server_id, first, last])
             server_counters.record_bottleneck(cursor, server_id, results)
-            tiers.mark_dirty(cursor, server_id, [row[0] for row in results])
+            tier_refresh.mark_dirty(cursor, server_id, [row[0] for row in results])
     return len(results), count >= batch_size
 
 

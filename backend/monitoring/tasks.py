@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import compression, maintenance, retention, tiers
+from . import compression, maintenance, retention, tier_refresh, tiers
 from .classification import classify_pending, servers_with_stale_pending
 from .queue import clear_pending
 
@@ -43,11 +43,11 @@ def refresh_tiers() -> dict:
     with maintenance.recorded(maintenance.REFRESH) as run:
         backend = tiers.installed_backend()
         if backend == "rollup":
-            done = tiers.refresh_rollups()
+            done = tier_refresh.refresh_rollups()
             run.skipped = done is None
             return done or {}
         if backend == "continuous":
-            run.skipped = not tiers.refresh_continuous()
+            run.skipped = not tier_refresh.refresh_continuous()
         return {}
 
 

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import dbjobs, maintenance, tiers
+from monitoring import dbjobs, maintenance, tier_refresh, tiers
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["action"] == "refresh":
             end = timezone.now()
-            tiers.refresh(end - timedelta(days=options["days"]), end)
+            tier_refresh.refresh(end - timedelta(days=options["days"]), end)
             self.stdout.write("Tiers refreshed.")
             return
         with connection.cursor() as cursor:

@@ -1,0 +1,222 @@
+"""Refreshing the tiers, whichever backend the migration made them (see tiers.py).
+
+- Rollup tables (Apache edition): the classifier marks the 1-minute bucket of every snapshot it
+  labels as dirty; beat's `refresh_tiers` rolls up dirty buckets that have settled, 1m from raw
+  rows, then 1h from 1m. `rollup_range` rolls up a bulk load at once.
+- Continuous aggregates (full edition): beat calls refresh_continuous_aggregate over the window
+  late samples can reach, back to where each aggregate's data ends.
+
+One refresher at a time, whichever backend: they hold REFRESH_LOCK.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from .tiers import (
+    FAMILIES,
+    INTERVAL,
+    TIERS,
+    WIDTH,
+    installed_backend,
+    select_from_raw,
+    select_from_tier,
+    tier_columns,
+    watermark,
+)
+
+# Advisory lock key held by whoever refreshes the tiers: one refresher at a time.
+REFRESH_LOCK = 7302
+
+
+# --- rollup refresh (Apache edition) ----------------------------------------------------------
+
+MARK_DIRTY_SQL = """
+INSERT INTO monitoring_tierdirty (tier, server_id, bucket)
+SELECT DISTINCT '1m', %s, time_bucket(INTERVAL '1 minute', t) FROM unnest(%s::timestamptz[]) AS t
+ON CONFLICT DO NOTHING
+"""
+
+
+def mark_dirty(cursor, server_id: int, collected_at: list[datetime]) -> None:
+    """Called by the classifier, in its transaction, for every snapshot it labels."""
+    if installed_backend() == "rollup" and collected_at:
+        cursor.execute(MARK_DIRTY_SQL, [server_id, collected_at])
+
+
+def _upsert_buckets(cursor, tier: str, source: str | None) -> None:
+    """Recompute the buckets listed in the temp table `tw_touched` for every family."""
+    width = INTERVAL[tier]
+    cursor.execute("SELECT min(bucket), max(bucket) FROM tw_touched")
+    low, high = cursor.fetchone()
+    # One index probe per touched bucket (for this transaction only): hash or merge joins
+    # on server_id alone would compare every row of the range with every bucket.
+    cursor.execute("SET LOCAL enable_hashjoin = off")
+    cursor.execute("SET LOCAL enable_mergejoin = off")
+    for family in FAMILIES:
+        rel = family.relation(tier)
+        cursor.execute(
+            f"DELETE FROM {rel} r USING tw_touched t WHERE r.server_id = t.server_id AND r.bucket = t.bucket"
+        )
+        column = "collected_at" if source is None else "bucket"
+        joins = (
+            f"JOIN tw_touched t ON r.server_id = t.server_id AND r.{column} >= t.bucket "
+            f"AND r.{column} < t.bucket + INTERVAL '{width}'"
+        )
+        # Constant bounds as well, so that TimescaleDB opens only the chunks in range.
+        where = f"WHERE r.{column} >= '{low.isoformat()}' AND r.{column} < '{(high + WIDTH[tier]).isoformat()}'"
+        select = (
+            select_from_raw(family, tier, where=where, joins=joins)
+            if source is None
+            else select_from_tier(family, tier, source, where=where, joins=joins)
+        )
+        names = ", ".join(name for name, _ in tier_columns(family))
+        cursor.execute(f"INSERT INTO {rel} ({names}) SELECT {names} FROM ({select}) s")
+
+
+def _take_touched(cursor, tier: str, settled_before: datetime) -> int:
+    """Move this tier's settled dirty buckets into the temp table tw_touched."""
+    cursor.execute("CREATE TEMP TABLE IF NOT EXISTS tw_touched (server_id bigint, bucket timestamptz) ON COMMIT DROP")
+    cursor.execute("TRUNCATE tw_touched")
+    blocked = ""
+    if tier == "1h":
+        # An hour waits until none of its minutes is still waiting.
+        blocked = (
+            "AND NOT EXISTS (SELECT FROM monitoring_tierdirty m WHERE m.tier = '1m' AND m.server_id = d.server_id "
+            "AND m.bucket >= d.bucket AND m.bucket < d.bucket + INTERVAL '1 hour')"
+        )
+    cursor.execute(
+        f"""WITH taken AS (
+            DELETE FROM monitoring_tierdirty d
+            WHERE d.tier = %s AND d.bucket + %s <= %s {blocked}
+            RETURNING d.server_id, d.bucket
+        ) INSERT INTO tw_touched SELECT server_id, bucket FROM taken""",
+        [tier, WIDTH[tier], settled_before],
+    )
+    taken = cursor.rowcount
+    # A temp table has no statistics until analyzed; without them the planner guesses badly.
+    cursor.execute("ANALYZE tw_touched")
+    return taken
+
+
+def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None) -> dict[str, int] | None:
+    """Roll up every settled dirty bucket: 1m from raw rows, then 1h from 1m. Safe to run twice.
+
+    None when another refresher is at it."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    settled_before = now - (
+        settle if settle is not None else timedelta(seconds=settings.MONITORING_TIER_SETTLE_SECONDS)
+    )
+    done = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One refresher at a time; a second one has nothing to add.
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REFRESH_LOCK])
+        if not cursor.fetchone()[0]:
+            return None
+        done["1m"] = _take_touched(cursor, "1m", settled_before)
+        if done["1m"]:
+            _upsert_buckets(cursor, "1m", None)
+            cursor.execute(
+                "INSERT INTO monitoring_tierdirty (tier, server_id, bucket) "
+                "SELECT DISTINCT '1h', server_id, time_bucket(INTERVAL '1 hour', bucket) FROM tw_touched "
+                "ON CONFLICT DO NOTHING"
+            )
+        done["1h"] = _take_touched(cursor, "1h", settled_before)
+        if done["1h"]:
+            _upsert_buckets(cursor, "1h", "1m")
+    return done
+
+
+def rollup_range(server_id: int, start: datetime, end: datetime) -> None:
+    """Roll up one server's [start, end) at once (after a bulk load): plain range aggregates."""
+    hour_start = start.replace(minute=0, second=0, microsecond=0)
+    hour_end = end.replace(minute=0, second=0, microsecond=0) + WIDTH["1h"]
+    minute_start = start.replace(second=0, microsecond=0)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for tier, lo, hi in (("1m", minute_start, end), ("1h", hour_start, hour_end)):
+            for family in FAMILIES:
+                rel = family.relation(tier)
+                names = ", ".join(name for name, _ in tier_columns(family))
+                cursor.execute(
+                    f"DELETE FROM {rel} WHERE server_id = %s AND bucket >= %s AND bucket < %s", [server_id, lo, hi]
+                )
+                if tier == "1m":
+                    where = "WHERE r.server_id = %s AND r.collected_at >= %s AND r.collected_at < %s"
+                    select = select_from_raw(family, tier, where=where)
+                else:
+                    where = "WHERE r.server_id = %s AND r.bucket >= %s AND r.bucket < %s"
+                    select = select_from_tier(family, tier, "1m", where=where)
+                cursor.execute(f"INSERT INTO {rel} ({names}) SELECT {names} FROM ({select}) s", [server_id, lo, hi])
+
+
+# --- continuous aggregates (full edition) -----------------------------------------------------
+
+
+def _refresh_aggregates(windows: dict[str, tuple], wait: bool) -> bool:
+    """Refresh every continuous aggregate over its (start, end) window (by relation), 1m then 1h
+    (built on 1m), holding the refresh lock; False if not waiting and the lock is taken.
+
+    Not inside a transaction block: refresh_continuous_aggregate refuses to run in one.
+    """
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [REFRESH_LOCK])
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [REFRESH_LOCK])
+            if not cursor.fetchone()[0]:
+                return False
+        try:
+            for tier in TIERS:
+                for family in FAMILIES:
+                    rel = family.relation(tier)
+                    cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [rel, *windows[rel]])
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [REFRESH_LOCK])
+    return True
+
+
+def refresh_continuous(now: datetime | None = None) -> bool:
+    """Beat's refresh: the window late samples can reach, up to buckets that ended
+    MONITORING_TIER_SETTLE_SECONDS ago. TimescaleDB materializes only what its invalidation
+    log says changed in the window (and buckets never materialized), so a run with nothing new
+    costs a few catalog reads. Safe to run twice; False when another refresher is at it.
+
+    The window also reaches back to where an aggregate's materialized buckets end: after beat
+    was stopped for longer than the window, or on a database whose refresh policies failed,
+    the run catches up instead of leaving a hole.
+    """
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    end = now - timedelta(seconds=settings.MONITORING_TIER_SETTLE_SECONDS)
+    late = timedelta(days=settings.MONITORING_TIER_LATE_DAYS)
+    # An hour is refreshed from its minutes, so its window starts earlier (with a margin).
+    back = {"1m": late, "1h": late + 2 * WIDTH["1h"]}
+    windows = {}
+    with connection.cursor() as cursor:
+        for tier in TIERS:
+            for family in FAMILIES:
+                rel = family.relation(tier)
+                mark = watermark(cursor, rel)
+                windows[rel] = (min(now - back[tier], mark - WIDTH[tier]) if mark else None, end)
+    return _refresh_aggregates(windows, wait=False)
+
+
+# --- refreshing whatever the backend is --------------------------------------------------------
+
+
+def refresh(start: datetime | None = None, end: datetime | None = None) -> None:
+    """Bring the tiers up to date now (tests, seeding, `manage.py tiers refresh`)."""
+    backend = installed_backend()
+    if backend == "rollup":
+        refresh_rollups(now=end + WIDTH["1h"] if end else None, settle=timedelta(0))
+    elif backend == "continuous":
+        # The window reaches one bucket past `end` so that the newest, still filling, bucket is
+        # included. A beat refresh under way is waited for.
+        windows = {f.relation(tier): (start, end + WIDTH[tier] if end else None) for tier in TIERS for f in FAMILIES}
+        _refresh_aggregates(windows, wait=True)
