@@ -128,7 +128,6 @@ def _bottleneck(snapshot: Snapshot, server: MonitoredServer) -> dict | None:
 
 def snapshot_block(server, snap: Snapshot, previous: Snapshot | None, gpus, disks) -> dict:
     now = timezone.now()
-    utils = [g.utilization_gpu_percent for g in gpus if g.utilization_gpu_percent is not None]
     block = {
         "id": snap.id,
         "server": server.to_dict(),
@@ -147,7 +146,7 @@ def snapshot_block(server, snap: Snapshot, previous: Snapshot | None, gpus, disk
     block["gpu"] = {
         "present": bool(gpus),
         "count": len(gpus),
-        "top_util_percent": max(utils) if utils else None,
+        "top_util_percent": snap.gpu_top_util_percent,
         "devices": [{f: getattr(g, f) for f in GPU_FIELDS} for g in sorted(gpus, key=lambda g: g.gpu_index)],
     }
     block["bottleneck"] = _bottleneck(snap, server)

@@ -28,6 +28,8 @@ DERIVED_COLUMNS = catalogue.names(catalogue.block("host", derived=True))
 GPU_COLUMNS = (catalogue.DEVICE_KEYS["gpu"], *((m.name, m.sql) for m in catalogue.block("gpu")))
 DISK_COUNTERS = catalogue.counters("disk")
 DISK_COLUMNS = (catalogue.DEVICE_KEYS["disk"], *((m.name, m.sql) for m in catalogue.block("disk")))
+HOST_DERIVED = catalogue.block("host", derived=True)
+DISK_DERIVED = catalogue.block("disk", derived=True)
 
 
 def _unnest_insert(name: str, table: str, columns) -> str:
@@ -54,11 +56,12 @@ WITH snap AS (
 SELECT id FROM snap
 """
 
+HOST_COUNTERS = catalogue.counters("host")
 PREVIOUS_SQL = f"""
-SELECT s.collected_at, s.network_rx_bytes_total, s.network_tx_bytes_total,
+SELECT s.collected_at, {", ".join(f"s.{c}" for c in HOST_COUNTERS)},
        d.device, {", ".join(f"d.{c}" for c in DISK_COUNTERS)}
 FROM (
-    SELECT collected_at, network_rx_bytes_total, network_tx_bytes_total
+    SELECT collected_at, {", ".join(HOST_COUNTERS)}
     FROM monitoring_snapshot
     WHERE server_id = %(server)s AND collected_at < %(at)s AND collected_at >= %(since)s
     ORDER BY collected_at DESC LIMIT 1
@@ -77,9 +80,8 @@ FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
 @dataclass
 class Previous:
     collected_at: datetime
-    network_rx_bytes_total: int | None
-    network_tx_bytes_total: int | None
-    disks: dict[str, dict]
+    host: dict  # the host counters
+    disks: dict[str, dict]  # device: its counters
 
 
 @contextmanager
@@ -152,9 +154,9 @@ def _previous(cursor: psycopg.Cursor, server_id: int, at: datetime) -> Previous 
     rows = cursor.fetchall()
     if not rows:
         return None
-    first = rows[0]
-    disks = {row[3]: dict(zip(DISK_COUNTERS, row[4:])) for row in rows if row[3] is not None}
-    return Previous(first[0], first[1], first[2], disks)
+    first, devices = rows[0], 1 + len(HOST_COUNTERS)
+    disks = {row[devices]: dict(zip(DISK_COUNTERS, row[devices + 1 :])) for row in rows if row[devices] is not None}
+    return Previous(first[0], dict(zip(HOST_COUNTERS, first[1:devices])), disks)
 
 
 def rate(current: int | None, before: int | None, seconds: float) -> float | None:
@@ -164,47 +166,47 @@ def rate(current: int | None, before: int | None, seconds: float) -> float | Non
     return (current - before) / seconds
 
 
+def _from_counter(metric: catalogue.Metric, now: dict, before: dict, seconds: float) -> float | None:
+    """A rate the catalogue derives from a counter: per second, or (busy milliseconds per
+    second / 10) the percent of the time a device was busy."""
+    how, counter = metric.derived
+    per_second = rate(now.get(counter), before.get(counter), seconds)
+    if how == "busy" and per_second is not None:
+        return min(100.0, per_second / 10.0)
+    return per_second
+
+
 def derive_disk_rates(disks: list[dict], previous: Previous | None, at: datetime) -> list[dict]:
     seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
     before_by_device = previous.disks if previous else {}
-    rows = []
-    for disk in disks:
-        before = before_by_device.get(disk["device"], {})
-        busy_ms = rate(disk["busy_time_ms_total"], before.get("busy_time_ms_total"), seconds)
-        rows.append(
-            {
-                **disk,
-                "read_bps": rate(disk["read_bytes_total"], before.get("read_bytes_total"), seconds),
-                "write_bps": rate(disk["write_bytes_total"], before.get("write_bytes_total"), seconds),
-                "read_iops": rate(disk["read_count_total"], before.get("read_count_total"), seconds),
-                "write_iops": rate(disk["write_count_total"], before.get("write_count_total"), seconds),
-                # Busy milliseconds per second / 10 = percent of the time the device was busy.
-                "util_percent": None if busy_ms is None else min(100.0, busy_ms / 10.0),
-            }
-        )
-    return rows
+    return [
+        {
+            **disk,
+            **{m.name: _from_counter(m, disk, before_by_device.get(disk["device"], {}), seconds) for m in DISK_DERIVED},
+        }
+        for disk in disks
+    ]
 
 
-def _sum(values) -> float | None:
+def _over_devices(how: str, values: list) -> float | None:
     present = [v for v in values if v is not None]
-    return sum(present) if present else None
+    if not present:
+        return None
+    # The busiest device for "max": one saturated disk stalls whatever reads from it.
+    return sum(present) if how == "sum" else max(present)
 
 
 def derive_snapshot_fields(sample: Sample, disks: list[dict], previous: Previous | None, at: datetime) -> dict:
+    """The host's derived figures, as the catalogue defines them."""
     seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
-    utils = [g["utilization_gpu_percent"] for g in sample.gpus if g["utilization_gpu_percent"] is not None]
-    disk_utils = [d["util_percent"] for d in disks if d["util_percent"] is not None]
-    return {
-        "network_rx_bps": rate(
-            sample.host["network_rx_bytes_total"], previous and previous.network_rx_bytes_total, seconds
-        ),
-        "network_tx_bps": rate(
-            sample.host["network_tx_bytes_total"], previous and previous.network_tx_bytes_total, seconds
-        ),
-        "disk_read_bps": _sum(d["read_bps"] for d in disks),
-        "disk_write_bps": _sum(d["write_bps"] for d in disks),
-        # The busiest disk: one saturated device stalls whatever reads from it.
-        "disk_util_percent": max(disk_utils) if disk_utils else None,
-        "gpu_count": len(sample.gpus),
-        "gpu_top_util_percent": max(utils) if utils else None,
-    }
+    devices = {"gpu": sample.gpus, "disk": disks}
+    derived = {}
+    for metric in HOST_DERIVED:
+        how, *source = metric.derived
+        if how in ("rate", "busy"):
+            derived[metric.name] = _from_counter(metric, sample.host, previous.host if previous else {}, seconds)
+        elif how == "count":
+            derived[metric.name] = len(devices[source[0]])
+        else:
+            derived[metric.name] = _over_devices(how, [row[source[1]] for row in devices[source[0]]])
+    return derived
