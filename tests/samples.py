@@ -43,6 +43,12 @@ def gpu(index: int, util: float = 98.0, memory_percent: float = 80.0, **extra) -
         "temperature_c": 64.0,
         "power_w": 311.0,
         "power_limit_w": 400.0,
+        "pcie_rx_bytes_per_s": 6.5e9,
+        "pcie_tx_bytes_per_s": 1.2e9,
+        "encoder_util_percent": 0.0,
+        "decoder_util_percent": 3.0,
+        "mig_mode": False,
+        "mig_instances": 0,
         **extra,
     }
 

@@ -31,6 +31,7 @@ POSTGRES_TYPES = {
     "smallint": "smallint",
     "text": ("character varying", "text"),
     "jsonb": "jsonb",
+    "boolean": "boolean",
 }
 
 

@@ -149,3 +149,21 @@ def test_a_count_too_large_for_its_column_names_the_field(ingest, box, field):
     assert response.json()["error"] == f"sample.{field}: is too large"
     payload["sample"][field] = 2**31 - 1
     assert ingest.send(box, payload).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("mig_mode", "yes", "must be true or false"),
+        ("mig_mode", 1, "must be true or false"),
+        ("mig_instances", -1, "must be 0 or more"),
+        ("pcie_rx_bytes_per_s", -5.0, "must be 0 or more"),
+        ("decoder_util_percent", 101, "must be between 0 and 100"),
+    ],
+)
+def test_the_newer_gpu_fields_are_checked_like_the_rest(ingest, box, field, value, message):
+    payload = samples.body(T0, gpus=2, disks=0)
+    payload["sample"]["gpus"][1][field] = value
+    response = ingest.send(box, payload)
+    assert response.status_code == 400
+    assert response.json()["error"] == f"sample.gpus[1].{field}: {message}"

@@ -93,3 +93,18 @@ def test_every_api_route_is_described_and_every_described_path_exists():
     routes = {"/" + str(p.pattern) for p in get_resolver().url_patterns[-1].url_patterns}
     api_routes = {r.replace("<str:server_slug>", "{server_slug}") for r in routes if r.startswith("/api/")}
     assert api_routes == set(SPEC["paths"])
+
+
+def test_the_request_schema_names_every_metric_an_agent_sends():
+    from monitoring import catalogue
+
+    schemas = SPEC["components"]["schemas"]
+    sample = schemas["Sample"]["properties"]
+    documented = {
+        "host": set(sample),
+        "gpu": set(sample["gpus"]["items"]["properties"]),
+        "disk": set(sample["disks"]["items"]["properties"]),
+    }
+    for block, names in documented.items():
+        missing = set(catalogue.names(catalogue.block(block, derived=False))) - names
+        assert not missing, f"docs/openapi.yaml's Sample lacks {block} metrics {sorted(missing)}"

@@ -8,7 +8,7 @@ Each metric has
 - `block`: `host` (the snapshot row), `gpu` (one row per GPU) or `disk` (one row per device);
 - `kind`: `percent` (0..100), `gauge` (a number within `low`..`high`), `integer` (a whole
   number ≥ 0 within its column), `counter` (a total that only grows; rates derive from it),
-  `rate` (per second, derived from a counter), `text`, `names` (a list of short strings) or
+  `rate` (per second, derived from a counter), `bool`, `text`, `names` (a list of short strings) or
   `processes` (a list of GPU processes);
 - `derived`: how ingest computes it from what the agent sent (a rate of a counter, the sum or
   maximum over the devices); an agent never sends it;
@@ -33,6 +33,7 @@ SQL_TYPES = {
     "rate": "float8",
     "counter": "bigint",
     "text": "text",
+    "bool": "boolean",
     "names": "jsonb",
     "processes": "jsonb",
 }
@@ -185,6 +186,14 @@ METRICS: tuple[Metric, ...] = (
     gpu("ecc_errors_corrected", "counter", title="ECC errors corrected"),
     gpu("ecc_errors_uncorrected", "counter", title="ECC errors uncorrected"),
     gpu("processes", "processes", title="Processes"),
+    # Host-to-device traffic (rx) shows a GPU starved by data loading; NVML samples it over 20 ms.
+    gpu("pcie_rx_bytes_per_s", "gauge", unit="B/s", title="PCIe to GPU", **GAUGE_0),
+    gpu("pcie_tx_bytes_per_s", "gauge", unit="B/s", title="PCIe from GPU", **GAUGE_0),
+    gpu("encoder_util_percent", "percent", unit="%", title="Video encoder"),
+    gpu("decoder_util_percent", "percent", unit="%", title="Video decoder"),
+    # Null where NVML has no MIG for the GPU; instances are counted, their use needs DCGM.
+    gpu("mig_mode", "bool", title="MIG mode"),
+    gpu("mig_instances", "integer", title="MIG instances", sql_integer="integer"),
     # --- per disk --------------------------------------------------------------------------
     disk("read_bytes_total", "counter", unit="B", title="Read"),
     disk("write_bytes_total", "counter", unit="B", title="Written"),

@@ -200,6 +200,12 @@ class GpuSample(models.Model):
     ecc_errors_corrected = models.BigIntegerField(null=True)
     ecc_errors_uncorrected = models.BigIntegerField(null=True)
     processes = models.JSONField(null=True)
+    pcie_rx_bytes_per_s = models.FloatField(null=True)
+    pcie_tx_bytes_per_s = models.FloatField(null=True)
+    encoder_util_percent = models.FloatField(null=True)
+    decoder_util_percent = models.FloatField(null=True)
+    mig_mode = models.BooleanField(null=True)
+    mig_instances = models.IntegerField(null=True)
 
     class Meta:
         constraints = [

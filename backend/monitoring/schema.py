@@ -33,7 +33,7 @@ MISSING = object()
 
 @dataclass(frozen=True)
 class Rule:
-    """What one field accepts. kind: number, integer, index, text, timestamp, list, object, labels."""
+    """What one field accepts. kind: number, integer, index, bool, text, timestamp, list, object, labels."""
 
     kind: str
     low: float | None = None
@@ -89,6 +89,8 @@ def metric_rule(metric: catalogue.Metric) -> Rule:
         return whole(metric.bounds[1])
     if metric.kind == "text":
         return text(metric.length)
+    if metric.kind == "bool":
+        return Rule("bool")
     if metric.kind == "names":
         return items(32, text(64))
     if metric.kind == "processes":
@@ -166,6 +168,7 @@ REASONS = {
     "integer": _integer_reason,
     "index": _integer_reason,
     "text": _text_reason,
+    "bool": lambda rule, value: "must be true or false",
     "timestamp": lambda rule, value: "must be an ISO 8601 timestamp string",
     "list": _list_reason,
     "object": lambda rule, value: "must be an object",
@@ -192,6 +195,8 @@ def _type(rule: Rule, name: str) -> Any:
         return Annotated[int, Meta(ge=rule.low, le=rule.high)]
     if rule.kind == "text":
         return Annotated[str, Meta(max_length=rule.limit)]
+    if rule.kind == "bool":
+        return bool
     if rule.kind == "timestamp":
         return str  # parsed afterwards: Python's ISO 8601 reader, with an offset required
     if rule.kind == "list":

@@ -262,6 +262,13 @@ class Generator:
                     "power_limit_w": limit,
                     "throttle_reasons": json.dumps(throttle),
                     "processes": json.dumps([PROCESS] if phase.process and mem > 5 else []),
+                    # Batches go to the GPU at about the rate they are read; results come back small.
+                    "pcie_rx_bytes_per_s": reads / max(1, self.gpu_count) * u((1.5, 3.0)),
+                    "pcie_tx_bytes_per_s": u((5, 50)) * 1e6,
+                    "encoder_util_percent": 0.0,
+                    "decoder_util_percent": 0.0,
+                    "mig_mode": False,
+                    "mig_instances": 0,
                 }
             )
         confidence = round(0.7 + rng.random() * 0.28, 2)

@@ -33,6 +33,10 @@ class NVMLError_GpuIsLost(NVMLError):  # noqa: N801
     value = 15
 
 
+class NVMLError_NotFound(NVMLError):  # noqa: N801
+    value = 6
+
+
 class NVMLError_Unknown(NVMLError):  # noqa: N801
     value = 999
 
@@ -136,6 +140,24 @@ class FakeNVML:
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         return self._answer("processes", h)
 
+    def nvmlDeviceGetPcieThroughput(self, h, counter):
+        return self._answer("pcie_kbps", h, counter)
+
+    def nvmlDeviceGetEncoderUtilization(self, h):
+        return self._answer("encoder", h)
+
+    def nvmlDeviceGetDecoderUtilization(self, h):
+        return self._answer("decoder", h)
+
+    def nvmlDeviceGetMigMode(self, h):
+        return self._answer("mig_mode", h)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):
+        return self._answer("mig_slots", h)
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, slot):
+        return self._answer("mig_device", h, slot)
+
 
 def a100(**overrides) -> dict:
     """An A100 that answers everything: busy, power-capped, two compute processes."""
@@ -156,6 +178,11 @@ def a100(**overrides) -> dict:
         ("ecc", 0): 3,
         ("ecc", 1): 0,
         "processes": [process(4242, 60129542144), process(4343, 8589934592), process(999999, None)],
+        ("pcie_kbps", 1): 6_250_000,  # host to GPU: KB/s
+        ("pcie_kbps", 0): 250_000,
+        "encoder": [0, 167000],  # [percent, sampling period in µs]
+        "decoder": [4, 167000],
+        "mig_mode": [0, 0],  # [current, pending]: off
     }
     gpu.update(overrides)
     return gpu
@@ -181,6 +208,18 @@ def consumer_card(**overrides) -> dict:
         "throttle_reasons": 0x001 | 0x020 | 0x040,
         "ecc": NVMLError_NotSupported(),
         "processes": [],
+        "pcie_kbps": NVMLError_NotSupported(),
+        "encoder": [12, 167000],
+        "decoder": [0, 167000],
+        "mig_mode": NVMLError_NotSupported(),  # no MIG on desktop cards
     }
     gpu.update(overrides)
+    return gpu
+
+
+def h100_mig(instances: int, **overrides) -> dict:
+    """An H100 in MIG mode, `instances` of its 7 slots holding a GPU instance."""
+    gpu = a100(name="NVIDIA H100 80GB HBM3", mig_mode=[1, 1], mig_slots=7, **overrides)
+    for slot in range(7):
+        gpu[("mig_device", slot)] = 1000 + slot if slot < instances else NVMLError_NotFound()
     return gpu

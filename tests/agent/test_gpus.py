@@ -35,6 +35,12 @@ A100_0 = {
         {"pid": 4343, "name": "torchrun", "user": None, "used_memory_bytes": 8589934592, "type": "compute"},
         {"pid": 999999, "name": None, "user": None, "used_memory_bytes": None, "type": "compute"},
     ],
+    "pcie_rx_bytes_per_s": 6_400_000_000.0,
+    "pcie_tx_bytes_per_s": 256_000_000.0,
+    "encoder_util_percent": 0.0,
+    "decoder_util_percent": 4.0,
+    "mig_mode": False,
+    "mig_instances": 0,
 }
 
 RTX_1 = {
@@ -58,6 +64,12 @@ RTX_1 = {
     "ecc_errors_corrected": None,
     "ecc_errors_uncorrected": None,
     "processes": [],
+    "pcie_rx_bytes_per_s": None,
+    "pcie_tx_bytes_per_s": None,
+    "encoder_util_percent": 12.0,
+    "decoder_util_percent": 0.0,
+    "mig_mode": None,
+    "mig_instances": None,
 }
 
 
@@ -97,6 +109,21 @@ def test_a_name_that_is_not_utf8_costs_the_name_only(recorded_psutil):
     undecodable = UnicodeDecodeError("utf-8", b"A100 \xff", 5, 6, "invalid start byte")
     gpu = started(FakeNVML([a100(name=undecodable)])).collect()["gpus"][0]
     assert gpu == {**A100_0, "name": None}
+
+
+@pytest.mark.parametrize("instances", [0, 3, 7])
+def test_a_gpu_in_mig_mode_counts_its_instances(recorded_psutil, instances):
+    gpu = started(FakeNVML([fake_nvml.h100_mig(instances)])).collect()["gpus"][0]
+    assert (gpu["mig_mode"], gpu["mig_instances"]) == (True, instances)
+
+
+def test_the_pcie_counters_are_asked_for_each_way_and_not_again_where_unsupported(recorded_psutil):
+    nvml = FakeNVML([a100(), consumer_card()])
+    collector = started(nvml)
+    collector.collect()
+    collector.collect()
+    # The A100 twice per sample (rx, tx) over two samples; the RTX once, then never again.
+    assert nvml.calls["pcie_kbps"] == 4 + 1
 
 
 def test_a_gpu_that_answers_nothing_still_appears_with_null_fields(recorded_psutil):

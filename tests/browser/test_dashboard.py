@@ -123,6 +123,7 @@ def test_the_selected_server_shows_its_bottleneck_figures_and_every_chart(alice_
     expect(page.locator("#tile-memory")).to_contain_text("GiB")
     expect(page.locator("table.gpus tbody tr")).to_have_count(2)
     expect(page.locator("table.gpus tbody tr").first).to_contain_text("/ 400 W")
+    expect(page.locator("table.gpus tbody tr td.pcie").first).to_have_text(re.compile(r"^\d[\d.]* [kMG]?B/s / \d"))
 
     lengths = chart_lengths(page)
     assert set(lengths) == HOST_CHARTS | GPU_CHARTS
@@ -216,6 +217,7 @@ def test_dragging_zooms_every_chart_and_the_cursor_is_shared(alice_page, fleet):
     page = alice_page
     page.goto("/?server=gpu-box-01&range=1h")
     wait_drawn(page)
+    page.locator("#chart-cpu").scroll_into_view_if_needed()
     plot = page.locator("#chart-cpu .u-over").bounding_box()
     y = plot["y"] + plot["height"] / 2
     page.mouse.move(plot["x"] + plot["width"] * 0.6, y)
@@ -267,6 +269,7 @@ def test_new_samples_reach_the_charts_without_rebuilding_them_or_losing_the_zoom
     page.goto(f"/?server=live-box&range={range_}")
     wait_drawn(page)
     page.evaluate("for (const u of Object.values(window.trainwatch.charts)) u.__first = true")
+    page.locator("#chart-cpu").scroll_into_view_if_needed()
     plot = page.locator("#chart-cpu .u-over").bounding_box()
     page.mouse.move(plot["x"] + plot["width"] * 0.2, plot["y"] + 20)
     page.mouse.down()
@@ -338,3 +341,20 @@ def test_an_unknown_server_in_the_url_says_so_and_keeps_the_fleet(alice_page, fl
     wait_drawn(page)
     assert query(page)["server"] == "gpu-box-01"
     expect(page.locator("#unknown-server")).to_have_count(0)
+
+
+def test_the_gpu_table_shows_pcie_traffic_mig_and_the_video_engines(alice_page, tier_db):
+    node = register("mig-box", "MIG Box")
+    sample = samples.sample(timezone.now(), gpus=2, disks=1)
+    sample["gpus"][1].update(mig_mode=True, mig_instances=3, encoder_util_percent=40.0)
+    assert IngestClient().send(node, {"sample": sample}).status_code == 200
+    page = alice_page
+    page.goto("/?server=mig-box")
+    rows = page.locator("table.gpus tbody tr")
+    expect(rows).to_have_count(2)
+    # samples.gpu: 6.5 GB/s to the GPU, 1.2 GB/s back, the video decoder at 3 %.
+    expect(rows.nth(0).locator("td.pcie")).to_have_text("6.5 GB/s / 1.2 GB/s")
+    expect(rows.nth(0)).to_contain_text("video decoder 3%")
+    expect(rows.nth(0)).not_to_contain_text("MIG")
+    expect(rows.nth(1)).to_contain_text("MIG: 3 instances")
+    expect(rows.nth(1)).to_contain_text("video encoder 40%")

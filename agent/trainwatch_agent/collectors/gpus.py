@@ -7,7 +7,9 @@ loses those fields. A field NVML reports as not supported is not asked for again
 
 Beyond the contract's fields each GPU carries fan_percent, SM and memory clocks (now and
 maximum), throttle_reasons (the active clock-event reasons, by name), ECC error counts
-(volatile: since the driver was last loaded) and its compute processes.
+(volatile: since the driver was last loaded), its compute processes, PCIe throughput each way
+(NVML samples it over 20 ms), video encoder and decoder utilization, and MIG: whether it is on
+and how many GPU instances exist (null where the GPU has no MIG).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ NVML_CLOCK_MEM = 2
 NVML_MEMORY_ERROR_TYPE_CORRECTED = 0
 NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
 NVML_VOLATILE_ECC = 0
+NVML_PCIE_UTIL_TX_BYTES = 0
+NVML_PCIE_UTIL_RX_BYTES = 1
+NVML_DEVICE_MIG_ENABLE = 1
 
 # nvmlClocksEventReason* / nvmlClocksThrottleReason* bits, in NVML's order.
 THROTTLE_REASONS = (
@@ -191,7 +196,30 @@ class GpuCollector:
             "ecc_errors_corrected": values.counter(self._ecc(index, handle, NVML_MEMORY_ERROR_TYPE_CORRECTED)),
             "ecc_errors_uncorrected": values.counter(self._ecc(index, handle, NVML_MEMORY_ERROR_TYPE_UNCORRECTED)),
             "processes": self._processes(index, handle),
+            "pcie_rx_bytes_per_s": _kilobytes(
+                call(index, "nvmlDeviceGetPcieThroughput", handle, NVML_PCIE_UTIL_RX_BYTES)
+            ),
+            "pcie_tx_bytes_per_s": _kilobytes(
+                call(index, "nvmlDeviceGetPcieThroughput", handle, NVML_PCIE_UTIL_TX_BYTES)
+            ),
+            "encoder_util_percent": _sampled_percent(call(index, "nvmlDeviceGetEncoderUtilization", handle)),
+            "decoder_util_percent": _sampled_percent(call(index, "nvmlDeviceGetDecoderUtilization", handle)),
+            **self._mig(index, handle),
         }
+
+    def _mig(self, index: int, handle: Any) -> dict[str, Any]:
+        modes = self._call(index, "nvmlDeviceGetMigMode", handle)
+        current = modes[0] if isinstance(modes, (list, tuple)) and modes else None
+        if current is None:
+            return {"mig_mode": None, "mig_instances": None}
+        if current != NVML_DEVICE_MIG_ENABLE:
+            return {"mig_mode": False, "mig_instances": 0}
+        slots = values.counter(self._call(index, "nvmlDeviceGetMaxMigDeviceCount", handle)) or 0
+        # An empty slot answers NotFound; only the instances that exist have a handle.
+        instances = sum(
+            self._call(index, "nvmlDeviceGetMigDeviceHandleByIndex", handle, slot) is not None for slot in range(slots)
+        )
+        return {"mig_mode": True, "mig_instances": instances}
 
     def _throttle_mask(self, index: int, handle: Any) -> int | None:
         # "Clock event reasons" is the newer name of the same bit mask (drivers 535+).
@@ -245,3 +273,16 @@ class GpuCollector:
 def _milliwatts(value: Any) -> float | None:
     number = values.non_negative(value)
     return None if number is None else round(number / 1000.0, 2)
+
+
+def _kilobytes(value: Any) -> float | None:
+    """NVML's PCIe throughput is in KB/s."""
+    number = values.non_negative(value)
+    return None if number is None else number * 1024.0
+
+
+def _sampled_percent(value: Any) -> float | None:
+    """Encoder and decoder utilization come as [percent, sampling period in µs]."""
+    if isinstance(value, (list, tuple)) and value:
+        return values.percent(value[0])
+    return None

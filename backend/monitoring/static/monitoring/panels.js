@@ -215,12 +215,18 @@
   function renderGpus(snap) {
     const box = $("gpus");
     if (!snap || !snap.gpu.present) return box.replaceChildren();
-    const head = ["GPU", "Utilization", "Memory", "Temp", "Power", "Processes", "Throttled by"];
+    const head = ["GPU", "Utilization", "Memory", "Temp", "Power", "PCIe in / out", "Processes", "Throttled by"];
     const body = snap.gpu.devices.map((g) =>
       h(
         "tr",
         { "data-gpu": g.gpu_index },
-        h("td", {}, h("strong", {}, "GPU " + g.gpu_index), h("div", { class: "muted" }, g.name || "")),
+        h(
+          "td",
+          {},
+          h("strong", {}, "GPU " + g.gpu_index),
+          h("div", { class: "muted" }, g.name || ""),
+          ...gpuNotes(g).map((note) => h("div", { class: "muted" }, note)),
+        ),
         h(
           "td",
           {},
@@ -253,6 +259,13 @@
             ? meter((100 * g.power_w) / g.power_limit_w, g.power_w >= 0.97 * g.power_limit_w ? "var(--bad)" : null)
             : null,
         ),
+        h(
+          "td",
+          { class: "pcie" },
+          g.pcie_rx_bytes_per_s == null && g.pcie_tx_bytes_per_s == null
+            ? fmt.DASH
+            : fmt.rate(g.pcie_rx_bytes_per_s) + " / " + fmt.rate(g.pcie_tx_bytes_per_s),
+        ),
         h("td", { class: "procs" }, ...processes(g.processes)),
         h(
           "td",
@@ -283,6 +296,14 @@
         ),
       ),
     );
+  }
+  // MIG and the video engines, only where they say something.
+  function gpuNotes(g) {
+    const notes = [];
+    if (g.mig_mode) notes.push("MIG: " + g.mig_instances + " instance" + (g.mig_instances === 1 ? "" : "s"));
+    if (g.encoder_util_percent) notes.push("video encoder " + fmt.pct(g.encoder_util_percent, 0));
+    if (g.decoder_util_percent) notes.push("video decoder " + fmt.pct(g.decoder_util_percent, 0));
+    return notes;
   }
   function processes(list) {
     if (!list || !list.length) return [h("span", {}, "none")];
