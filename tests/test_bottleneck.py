@@ -70,6 +70,13 @@ def test_it_reports_cpu_bound_when_the_gpu_waits_on_the_cpu():
     assert "CPU is 97% busy" in verdict.reason and "GPU at 35%" in verdict.reason
 
 
+@pytest.mark.parametrize(("feed", "said"), [(120e6, "120 MB/s"), (2.5e9, "2.5 GB/s"), (800.0, "800 B/s")])
+def test_a_starved_gpu_names_its_pcie_feed(feed, said):
+    verdict = one(cpu=97.0, gpus=[gpu(35.0, pcie_rx_bytes_per_s=feed)])
+    assert verdict.label == "cpu-bound"
+    assert verdict.reason == f"GPU at 35%, fed {said} from the host, while CPU is 97% busy"
+
+
 @pytest.mark.parametrize(("cpu", "label"), [(T.cpu_busy, "cpu-bound"), (T.cpu_busy - 0.1, "balanced")])
 def test_cpu_bound_starts_at_its_threshold(cpu, label):
     assert one(cpu=cpu, gpus=[gpu(30.0)]).label == label

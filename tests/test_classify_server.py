@@ -101,6 +101,17 @@ def test_it_uses_gpu_processes_for_held_memory(ingest, box):
     assert "(python)" in newest.bottleneck_reason
 
 
+def test_a_gpu_starved_by_a_busy_cpu_names_its_pcie_feed(ingest, box):
+    for i in range(10):
+        payload = samples.body(T0 + timedelta(seconds=2 * i), step=i, gpus=1, cpu_usage_percent=97.0)
+        payload["sample"]["gpus"][0].update(utilization_gpu_percent=30.0, pcie_rx_bytes_per_s=40e6)
+        ingest.send(box, payload)
+    classify_server(box.server.id)
+    newest = Snapshot.objects.order_by("-collected_at").first()
+    assert newest.bottleneck_label == "cpu-bound"
+    assert newest.bottleneck_reason == "GPU at 30%, fed 40 MB/s from the host, while CPU is 97% busy"
+
+
 def test_ingest_queues_one_task_per_server_while_one_is_pending(
     ingest, box, other_box, broker, django_capture_on_commit_callbacks
 ):

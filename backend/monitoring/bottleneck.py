@@ -69,6 +69,7 @@ class GpuReading:
     power_limit_w: float | None = None
     throttle_reasons: tuple[str, ...] = ()
     process_names: tuple[str, ...] = ()
+    pcie_rx_bytes_per_s: float | None = None  # host to GPU: the data feed
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}%"
 
 
+def _rate(bytes_per_second: float) -> str:
+    for unit, size in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if bytes_per_second >= size:
+            return f"{bytes_per_second / size:.{1 if bytes_per_second < 10 * size else 0}f} {unit}"
+    return f"{bytes_per_second:.0f} B/s"
+
+
 @dataclass(frozen=True)
 class _Host:
     cpu: float | None
@@ -138,6 +146,7 @@ class _Gpu:
     power: float | None
     power_limit: float | None
     reasons: tuple[str, ...]
+    feed: float | None  # host-to-GPU PCIe bytes per second
 
 
 def _smooth(window: Sequence[Reading], seconds: float) -> tuple[_Host, list[_Gpu]]:
@@ -162,6 +171,7 @@ def _smooth(window: Sequence[Reading], seconds: float) -> tuple[_Host, list[_Gpu
                 power=_median(g.power_w for g in same),
                 power_limit=gpu.power_limit_w,
                 reasons=gpu.throttle_reasons,
+                feed=_median(g.pcie_rx_bytes_per_s for g in same),
             )
         )
     return host, gpus
@@ -191,7 +201,9 @@ def classify(window: Sequence[Reading], t: Thresholds = DEFAULT_THRESHOLDS) -> B
         idle_held = _idle_held(window, t)
         if idle_held is not None:
             return idle_held
-    pressure = _host_pressure(host, t, gpu_note=f"GPU at {top.util:.0f}% while ")
+    # What the GPU is fed over PCIe shows a starved GPU directly: a trickle while the host is busy.
+    fed = "" if top.feed is None else f", fed {_rate(top.feed)} from the host,"
+    pressure = _host_pressure(host, t, gpu_note=f"GPU at {top.util:.0f}%{fed} while ")
     if pressure is not None:
         if top.util >= t.gpu_starved:
             # The GPU is fairly busy: the host's pressure is only a partial explanation.

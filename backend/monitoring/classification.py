@@ -31,7 +31,7 @@ ORDER BY collected_at
 """
 GPUS_SQL = """
 SELECT collected_at, gpu_index, utilization_gpu_percent, memory_percent, temperature_c,
-       power_w, power_limit_w, throttle_reasons, processes
+       power_w, power_limit_w, throttle_reasons, processes, pcie_rx_bytes_per_s
 FROM monitoring_gpusample
 WHERE server_id = %s AND collected_at BETWEEN %s AND %s
 ORDER BY collected_at, gpu_index
@@ -74,7 +74,7 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
 
 def _gpu_readings(rows) -> dict[datetime, list[GpuReading]]:
     by_time: dict[datetime, list[GpuReading]] = defaultdict(list)
-    for at, index, util, memory, temperature, power, limit, reasons, processes in rows:
+    for at, index, util, memory, temperature, power, limit, reasons, processes, feed in rows:
         # Django hands jsonb columns of raw queries back as text.
         reasons, processes = _json(reasons) or (), _json(processes) or ()
         names = tuple(sorted({p.get("name") for p in processes if p.get("name")}))
@@ -88,6 +88,7 @@ def _gpu_readings(rows) -> dict[datetime, list[GpuReading]]:
                 power_limit_w=limit,
                 throttle_reasons=tuple(reasons),
                 process_names=names,
+                pcie_rx_bytes_per_s=feed,
             )
         )
     return by_time
