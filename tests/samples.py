@@ -29,7 +29,8 @@ BASE_SAMPLE = {
 }
 
 
-def gpu(index: int, util: float = 98.0, memory_percent: float = 80.0, **extra) -> dict:
+def gpu(index: int, util: float = 98.0, memory_percent: float = 80.0, step: int = 0, **extra) -> dict:
+    """One GPU as `step` samples of 2 s after a base point: it draws 300 W on average."""
     total = 85899345920
     return {
         "gpu_index": index,
@@ -49,6 +50,8 @@ def gpu(index: int, util: float = 98.0, memory_percent: float = 80.0, **extra) -
         "decoder_util_percent": 3.0,
         "mig_mode": False,
         "mig_instances": 0,
+        "energy_joules_total": 4.2e8 + step * 2 * 300.0,
+        "xid_errors": [],
         **extra,
     }
 
@@ -81,7 +84,7 @@ def sample(at: datetime | None = None, *, gpus: int = 4, disks: int = 2, step: i
         body["collected_at"] = at.isoformat()
     body["network_rx_bytes_total"] += step * 2 * 50_000_000
     body["network_tx_bytes_total"] += step * 2 * 1_000_000
-    body["gpus"] = [gpu(i) for i in range(gpus)]
+    body["gpus"] = [gpu(i, step=step) for i in range(gpus)]
     body["disks"] = [disk(name, step) for name in ("nvme0n1", "nvme1n1", "sda", "sdb")[:disks]]
     body.update(fields)
     return body

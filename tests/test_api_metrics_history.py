@@ -62,11 +62,50 @@ def test_it_returns_points_in_time_order_with_every_field(alice, box, ingest):
             "memory_percent": 80.0,
             "temperature_c": 64.0,
             "power_w": 311.0,
+            "pcie_rx_bytes_per_s": 6.5e9,
+            "pcie_tx_bytes_per_s": 1.2e9,
+            # From the energy counter: 600 J in each 2 s.
+            "energy_w": 300.0,
+            "energy_joules": 600.0,
         }
         for i in range(4)
     ]
+    assert data["points"][0]["gpus"][0]["energy_w"] is None  # nothing before it to derive from
+    assert data["xid_errors"] == []
     assert [d["device"] for d in last["disks"]] == ["nvme0n1", "nvme1n1"]
     assert last["disks"][0]["read_bps"] == pytest.approx(100_000_000)
+
+
+def test_a_coarser_point_sums_energy_and_averages_power(alice, box, ingest, settings):
+    feed(ingest, box, 30, seconds_ago=100)
+    settings.MONITORING_HISTORY_MAX_POINTS = 10  # 30 samples in 10 points of 3 each
+    data = get(alice, minutes=5, source="raw").json()
+    assert data["stride"] > 1
+    gpu0 = [p["gpus"][0] for p in data["points"]]
+    # Every 2 s after the first sample drew 600 J, at 300 W: the points' sums add up to all of it.
+    assert sum(g["energy_joules"] or 0 for g in gpu0) == pytest.approx(600.0 * 29, abs=0.1)
+    assert len(gpu0) > 1 and [g["energy_w"] for g in gpu0] == [300.0] * len(gpu0)
+
+
+def test_xid_errors_show_in_the_window_once_each(alice, box, ingest):
+    start = samples.now_minus(60)
+    xid = [{"xid": 79, "at": (start + timedelta(seconds=1)).isoformat()}]
+    body = samples.body(start + timedelta(seconds=2), gpus=2)
+    body["sample"]["gpus"][1]["xid_errors"] = xid
+    assert ingest.send(box, body).status_code == 200
+    assert ingest.send(box, body).status_code == 200  # resent: stored once
+    history = get(alice, minutes=5).json()
+    assert history["xid_errors"] == [
+        {
+            "gpu_index": 1,
+            "xid": 79,
+            "at": (start + timedelta(seconds=1)).isoformat(),
+            "meaning": "GPU has fallen off the bus",
+        }
+    ]
+    latest = client_for(alice).get("/api/metrics/latest/").json()
+    devices = latest["snapshot"]["gpu"]["devices"]
+    assert devices[0]["xid_errors"] == [] and devices[1]["xid_errors"] == history["xid_errors"]
 
 
 def test_it_keeps_only_the_window(alice, box, ingest):

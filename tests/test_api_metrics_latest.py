@@ -56,8 +56,9 @@ def test_it_returns_the_newest_snapshot_with_every_block(alice, box, ingest):
     assert snap["gpu"]["present"] is True and snap["gpu"]["count"] == 4
     assert snap["gpu"]["top_util_percent"] == 98.0
     gpu0 = snap["gpu"]["devices"][0]
-    expected = samples.gpu(0)
+    expected = samples.gpu(0, step=2)
     assert {k: gpu0[k] for k in expected} == expected
+    assert gpu0["energy_w"] == pytest.approx(300.0) and gpu0["energy_joules"] == pytest.approx(600.0)
     bottleneck = snap["bottleneck"]
     assert bottleneck["label"] == "gpu-bound" and bottleneck["title"] == "Gpu Bound"
     assert 0 < bottleneck["confidence"] <= 1 and "GPU 98%" in bottleneck["reason"]

@@ -38,7 +38,7 @@ POSTGRES_TYPES = {
 @pytest.mark.parametrize("block", sorted(MODELS))
 def test_every_metric_column_is_in_the_catalogue_and_back(block):
     columns = {f.name for f in MODELS[block]._meta.concrete_fields} - NOT_METRICS
-    assert columns == set(catalogue.names(catalogue.block(block)))
+    assert columns == set(catalogue.names(catalogue.columns(block)))
 
 
 @pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_each_column_has_the_catalogues_type(block):
     with connection.cursor() as cursor:
         cursor.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s", [table])
         types = dict(cursor.fetchall())
-    for metric in catalogue.block(block):
+    for metric in catalogue.columns(block):
         expected = POSTGRES_TYPES[metric.sql]
         assert types[metric.name] in (expected if isinstance(expected, tuple) else (expected,)), metric.name
 
@@ -58,12 +58,28 @@ def test_every_derived_metric_derives_from_what_exists():
         if not metric.derived:
             continue
         how, *source = metric.derived
-        if how in ("rate", "busy"):
+        if how in ("rate", "busy", "delta"):
             assert catalogue.metric(metric.block, source[0]).kind == "counter", metric.name
         elif how in ("sum", "max"):
             assert catalogue.metric(source[0], source[1]), metric.name
         else:
             assert how == "count" and source[0] in catalogue.DEVICE_KEYS, metric.name
+
+
+@pytest.mark.django_db
+def test_events_are_kept_apart_from_the_sample_columns():
+    events = [m for m in catalogue.METRICS if m.kind == "events"]
+    assert events and not any(m.stored for m in events)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('monitoring_xiderror') IS NOT NULL")
+        assert cursor.fetchone()[0]
+
+
+def test_a_tiered_metric_has_one_part_and_aggregates_it_knows():
+    for metric in catalogue.METRICS:
+        assert metric.tier_part >= 1
+        assert set(metric.tier) <= {"avg", "max", "sum"}, metric.name
+        assert not metric.tier or metric.kind in ("percent", "gauge", "rate"), metric.name
 
 
 def test_names_are_unique_within_a_block():

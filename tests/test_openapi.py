@@ -49,6 +49,7 @@ def fed_box(box, ingest):
             processes=[{"pid": 7, "name": "python", "user": "ml", "used_memory_bytes": 9, "type": "compute"}],
             throttle_reasons=["sw_power_cap"],
             fan_percent=30.0,
+            xid_errors=[{"xid": 79 if i else 999, "at": (start + timedelta(seconds=2 * i - 1)).isoformat()}],
         )
         ingest.send(box, payload)
     classify_server(box.server.id)

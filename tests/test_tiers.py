@@ -47,7 +47,7 @@ def seed(slug: str, hours: float) -> MonitoredServer:
 def direct(family: tiers.Family, width: str, server_id: int) -> dict:
     """The tier computed straight from raw rows, keyed by (key, bucket)."""
     key = f"{family.key}, " if family.key else ""
-    cols = ", ".join(f"avg({m}), max({m})" for m in family.metrics)
+    cols = ", ".join(f"{how}({m})" for m, how in family.aggregates)
     labels = ""
     if family.labels:
         labels = ", " + ", ".join(f"count(*) FILTER (WHERE bottleneck_label = '{label}')" for label in LABELS)
@@ -61,7 +61,7 @@ def direct(family: tiers.Family, width: str, server_id: int) -> dict:
 
 def stored(family: tiers.Family, tier: str, server_id: int) -> dict:
     key = f"{family.key}, " if family.key else ""
-    cols = ", ".join(f"{m}_avg, {m}_max" for m in family.metrics)
+    cols = ", ".join(f"{m}_{how}" for m, how in family.aggregates)
     labels = ", " + ", ".join(tiers.label_column(label) for label in LABELS) if family.labels else ""
     rows = fetch(
         f"SELECT {key}bucket, sample_count, {cols}{labels} FROM {family.relation(tier)} WHERE server_id = %s",
@@ -177,9 +177,24 @@ def test_history_from_tiers_matches_raw_for_the_same_buckets(settings):
             [server.id],
         )
     )
+    # The second tier part (energy) beside the first (utilization), joined per GPU and bucket.
+    gpu_rows = {
+        (bucket, index): (util, joules)
+        for bucket, index, util, joules in fetch(
+            "SELECT time_bucket(INTERVAL '5 minutes', collected_at), gpu_index, avg(utilization_gpu_percent), "
+            "sum(energy_joules) FROM monitoring_gpusample "
+            "WHERE server_id = %s AND collected_at >= now() - INTERVAL '360 minutes' GROUP BY 1, 2",
+            [server.id],
+        )
+    }
     for point in tiered["points"][1:-1]:  # the edges are partial buckets of the window
         bucket = next(k for k in rows if k.isoformat() == point["collected_at"])
         assert point["cpu_usage_percent"] == pytest.approx(rows[bucket], abs=0.005)  # two decimals
+        assert [g["gpu_index"] for g in point["gpus"]] == [0, 1]
+        for gpu in point["gpus"]:
+            util, joules = gpu_rows[(bucket, gpu["gpu_index"])]
+            assert gpu["utilization_gpu_percent"] == pytest.approx(util, abs=0.005)
+            assert gpu["energy_joules"] == pytest.approx(joules, abs=0.01) and joules > 0
 
 
 def test_every_label_of_the_mix_is_a_column():

@@ -15,13 +15,16 @@ from django.utils import timezone
 from . import catalogue
 from .auth import dashboard_api
 from .bottleneck import title_for
-from .history import HistoryRequestError, history_for
-from .models import DiskSample, GpuSample, MonitoredServer, Snapshot
+from .history import HistoryRequestError, history_for, xid_event
+from .models import DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
 from .responses import error, gzipped, json_response
 
 # Per device: every field the catalogue has of the device (what its agent sent, what ingest derived).
-GPU_FIELDS = (catalogue.DEVICE_KEYS["gpu"][0], *catalogue.names(catalogue.block("gpu")))
+GPU_FIELDS = (catalogue.DEVICE_KEYS["gpu"][0], *catalogue.names(catalogue.columns("gpu")))
 DISK_FIELDS = (catalogue.DEVICE_KEYS["disk"][0], *catalogue.names(catalogue.block("disk", derived=True)))
+# XID errors count as recent for a day; a GPU shows its newest few.
+RECENT_XIDS = timedelta(hours=24)
+RECENT_XIDS_PER_GPU = 20
 # The snapshot's own figures, by where the catalogue says the latest API shows them.
 SHOWN = tuple(m for m in catalogue.block("host") if m.api)
 
@@ -138,16 +141,27 @@ def snapshot_block(server, snap: Snapshot, previous: Snapshot | None, gpus, disk
         "memory": {},
         "disk": {},
         "network": {},
+        "gpu": {"present": bool(gpus), "count": len(gpus)},
     }
     for metric in SHOWN:
         group, key = metric.api
         (block[group] if group else block)[key] = getattr(snap, metric.name)
     block["disk"]["devices"] = [{f: getattr(d, f) for f in DISK_FIELDS} for d in sorted(disks, key=lambda d: d.device)]
-    block["gpu"] = {
-        "present": bool(gpus),
-        "count": len(gpus),
-        "top_util_percent": snap.gpu_top_util_percent,
-        "devices": [{f: getattr(g, f) for f in GPU_FIELDS} for g in sorted(gpus, key=lambda g: g.gpu_index)],
-    }
+    xids = recent_xids(server, snap.collected_at)
+    block["gpu"]["devices"] = [
+        {**{f: getattr(g, f) for f in GPU_FIELDS}, "xid_errors": xids.get(g.gpu_index, [])}
+        for g in sorted(gpus, key=lambda g: g.gpu_index)
+    ]
     block["bottleneck"] = _bottleneck(snap, server)
     return block
+
+
+def recent_xids(server: MonitoredServer, newest) -> dict[int, list[dict]]:
+    """Per GPU index, its XID errors of the day before the newest sample, newest first."""
+    found: dict[int, list[dict]] = {}
+    events = XidError.objects.filter(server_id=server.id, occurred_at__gt=newest - RECENT_XIDS).order_by("-occurred_at")
+    for event in events[: RECENT_XIDS_PER_GPU * 64]:
+        shown = found.setdefault(event.gpu_index, [])
+        if len(shown) < RECENT_XIDS_PER_GPU:
+            shown.append(xid_event(event.gpu_index, event.xid, event.occurred_at))
+    return found

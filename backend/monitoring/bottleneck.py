@@ -85,6 +85,27 @@ class Reading:
     gpus: tuple[GpuReading, ...] = field(default_factory=tuple)
 
 
+# Where each reading's field comes from: the catalogue's metric of the same name in its block
+# (`processes` arrive as the names of the processes).
+READING_METRICS = {
+    "cpu_usage": "cpu_usage_percent",
+    "cpu_iowait": "cpu_iowait_percent",
+    "memory_percent": "memory_percent",
+    "swap_percent": "swap_percent",
+    "disk_util": "disk_util_percent",
+}
+GPU_READING_METRICS = {
+    "util": "utilization_gpu_percent",
+    "memory_percent": "memory_percent",
+    "temperature_c": "temperature_c",
+    "power_w": "power_w",
+    "power_limit_w": "power_limit_w",
+    "throttle_reasons": "throttle_reasons",
+    "process_names": "processes",
+    "pcie_rx_bytes_per_s": "pcie_rx_bytes_per_s",
+}
+
+
 @dataclass(frozen=True)
 class Bottleneck:
     label: str

@@ -8,12 +8,14 @@ Each metric has
 - `block`: `host` (the snapshot row), `gpu` (one row per GPU) or `disk` (one row per device);
 - `kind`: `percent` (0..100), `gauge` (a number within `low`..`high`), `integer` (a whole
   number ≥ 0 within its column), `counter` (a total that only grows; rates derive from it),
-  `rate` (per second, derived from a counter), `bool`, `text`, `names` (a list of short strings) or
-  `processes` (a list of GPU processes);
+  `rate` (per second, derived from a counter), `bool`, `text`, `names` (a list of short strings),
+  `processes` (a list of GPU processes) or `events` (things that happened since the previous
+  sample, each `{"xid": 79, "at": "<ISO time>"}`, kept in a table of their own);
 - `derived`: how ingest computes it from what the agent sent (a rate of a counter, the sum or
   maximum over the devices); an agent never sends it;
-- `tier`: the aggregates the 1-minute and 1-hour tiers keep (`avg`, `max`), empty if none;
-- `api`: where /api/metrics/latest/ shows it, `(group, key)` (group "" = top level);
+- `tier`: the aggregates the 1-minute and 1-hour tiers keep (`avg`, `max`, `sum`), empty if none;
+- `api`: where /api/metrics/latest/ shows it, `(group, key)` (group "" = top level); `echo`: the
+  key of the ingest response's snapshot that shows it;
 - `unit` and `title`: how people read it (the page's charts and tables).
 
 Pure Python, no Django: the agent's tests and the benchmarks may import it.
@@ -37,6 +39,25 @@ SQL_TYPES = {
     "names": "jsonb",
     "processes": "jsonb",
 }
+# XID errors by number: what NVIDIA's documentation says each means (the common ones).
+XID_MEANINGS = {
+    13: "graphics engine exception",
+    31: "GPU memory page fault",
+    43: "GPU stopped processing",
+    45: "preemptive cleanup, due to a previous error",
+    48: "double-bit ECC error",
+    61: "internal micro-controller breakpoint",
+    62: "internal micro-controller halt",
+    63: "ECC page retirement or row remapping recorded",
+    64: "ECC page retirement or row remapper failure",
+    74: "NVLink error",
+    79: "GPU has fallen off the bus",
+    92: "high single-bit ECC error rate",
+    94: "contained ECC error",
+    95: "uncontained ECC error",
+    119: "GSP RPC timeout",
+    120: "GSP error",
+}
 
 
 @dataclass(frozen=True)
@@ -49,17 +70,35 @@ class Metric:
     low: float | None = None
     high: float | None = None
     length: int | None = None  # text: most characters
-    sql_integer: str = "bigint"  # integer: the column's type (bigint, integer)
+    # integer and counter: the column's type (bigint, integer, smallint; float8 for a counter of
+    # fractions, which an agent sends as a number ≥ 0)
+    column: str = "bigint"
     # How ingest derives it (empty: an agent sends it):
-    # ("rate", counter) per second since the previous sample; ("busy", milliseconds counter)
-    # percent of the time busy; ("sum" | "max", block, metric) over the devices; ("count", block).
+    # ("rate", counter) per second since the previous sample; ("delta", counter) the amount since
+    # the previous sample; ("busy", milliseconds counter) percent of the time busy;
+    # ("sum" | "max", block, metric) over the devices; ("count", block).
     derived: tuple[str, ...] = ()
     tier: tuple[str, ...] = ()
+    # Which tier relations hold its aggregates: 1 those the tiers were made with; a metric tiered
+    # later goes to a later part (continuous aggregates take no new columns), see tiers.py.
+    tier_part: int = 1
     api: tuple[str, str] | None = None
+    # The key of the ingest response's `snapshot` that echoes it (the contract's three figures).
+    echo: str | None = None
 
     @property
     def sql(self) -> str:
-        return self.sql_integer if self.kind == "integer" else SQL_TYPES[self.kind]
+        return self.column if self.kind in ("integer", "counter") else SQL_TYPES[self.kind]
+
+    @property
+    def stored(self) -> bool:
+        """A column of its block's table (events have a table of their own)."""
+        return self.kind != "events"
+
+    @property
+    def whole(self) -> bool:
+        """Sent and stored as a whole number."""
+        return self.kind in ("integer", "counter") and self.column != "float8"
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
@@ -67,7 +106,8 @@ class Metric:
         if self.kind == "percent":
             return 0.0, 100.0
         if self.kind in ("integer", "counter"):
-            return 0, MAX_INTEGER if self.sql == "integer" else MAX_BIGINT
+            top = {"integer": MAX_INTEGER, "smallint": 2**15 - 1, "float8": None}.get(self.column, MAX_BIGINT)
+            return 0, top
         return self.low, self.high
 
 
@@ -91,7 +131,15 @@ GAUGE_0 = {"low": 0.0}  # a number ≥ 0 without an upper bound
 
 METRICS: tuple[Metric, ...] = (
     # --- host: what the agent sends --------------------------------------------------------
-    host("cpu_usage_percent", "percent", unit="%", title="CPU usage", tier=AVG_MAX, api=("cpu", "usage_percent")),
+    host(
+        "cpu_usage_percent",
+        "percent",
+        unit="%",
+        title="CPU usage",
+        tier=AVG_MAX,
+        api=("cpu", "usage_percent"),
+        echo="cpu_usage_percent",
+    ),
     host("cpu_user_percent", "percent", unit="%", title="CPU user", api=("cpu", "user_percent")),
     host("cpu_system_percent", "percent", unit="%", title="CPU system", api=("cpu", "system_percent")),
     host("cpu_iowait_percent", "percent", unit="%", title="I/O wait", tier=AVG_MAX, api=("cpu", "iowait_percent")),
@@ -99,8 +147,8 @@ METRICS: tuple[Metric, ...] = (
     host("cpu_load_5", "gauge", title="Load 5 min", **GAUGE_0, api=("cpu", "load_5")),
     host("cpu_load_15", "gauge", title="Load 15 min", **GAUGE_0, api=("cpu", "load_15")),
     host("cpu_frequency_mhz", "gauge", unit="MHz", title="CPU frequency", **GAUGE_0, api=("cpu", "frequency_mhz")),
-    host("cpu_count_logical", "integer", title="Logical CPUs", sql_integer="integer", api=("cpu", "count_logical")),
-    host("cpu_count_physical", "integer", title="Physical CPUs", sql_integer="integer", api=("cpu", "count_physical")),
+    host("cpu_count_logical", "integer", title="Logical CPUs", column="integer", api=("cpu", "count_logical")),
+    host("cpu_count_physical", "integer", title="Physical CPUs", column="integer", api=("cpu", "count_physical")),
     host("memory_total_bytes", "integer", unit="B", title="Memory", api=("memory", "total_bytes")),
     host("memory_used_bytes", "integer", unit="B", title="Memory used", api=("memory", "used_bytes")),
     host("memory_available_bytes", "integer", unit="B", title="Memory available", api=("memory", "available_bytes")),
@@ -110,7 +158,7 @@ METRICS: tuple[Metric, ...] = (
     host("swap_percent", "percent", unit="%", title="Swap", tier=AVG_MAX, api=("memory", "swap_percent")),
     host("network_rx_bytes_total", "counter", unit="B", title="Received", api=("network", "rx_bytes_total")),
     host("network_tx_bytes_total", "counter", unit="B", title="Sent", api=("network", "tx_bytes_total")),
-    host("process_count", "integer", title="Processes", sql_integer="integer", api=("", "process_count")),
+    host("process_count", "integer", title="Processes", column="integer", api=("", "process_count")),
     # --- host: derived by ingest -----------------------------------------------------------
     host(
         "disk_read_bps",
@@ -138,8 +186,9 @@ METRICS: tuple[Metric, ...] = (
         derived=("max", "disk", "util_percent"),
         tier=AVG_MAX,
         api=("disk", "util_percent"),
+        echo="disk_util_percent",
     ),
-    host("gpu_count", "integer", title="GPUs", sql_integer="smallint", derived=("count", "gpu")),
+    host("gpu_count", "integer", title="GPUs", column="smallint", derived=("count", "gpu")),
     host(
         "gpu_top_util_percent",
         "percent",
@@ -147,6 +196,8 @@ METRICS: tuple[Metric, ...] = (
         title="Busiest GPU",
         derived=("max", "gpu", "utilization_gpu_percent"),
         tier=AVG_MAX,
+        api=("gpu", "top_util_percent"),
+        echo="top_gpu_util_percent",
     ),
     host(
         "network_rx_bps",
@@ -187,13 +238,38 @@ METRICS: tuple[Metric, ...] = (
     gpu("ecc_errors_uncorrected", "counter", title="ECC errors uncorrected"),
     gpu("processes", "processes", title="Processes"),
     # Host-to-device traffic (rx) shows a GPU starved by data loading; NVML samples it over 20 ms.
-    gpu("pcie_rx_bytes_per_s", "gauge", unit="B/s", title="PCIe to GPU", **GAUGE_0),
-    gpu("pcie_tx_bytes_per_s", "gauge", unit="B/s", title="PCIe from GPU", **GAUGE_0),
+    gpu("pcie_rx_bytes_per_s", "gauge", unit="B/s", title="PCIe to GPU", **GAUGE_0, tier=AVG_MAX, tier_part=2),
+    gpu("pcie_tx_bytes_per_s", "gauge", unit="B/s", title="PCIe from GPU", **GAUGE_0, tier=AVG_MAX, tier_part=2),
     gpu("encoder_util_percent", "percent", unit="%", title="Video encoder"),
     gpu("decoder_util_percent", "percent", unit="%", title="Video decoder"),
     # Null where NVML has no MIG for the GPU; instances are counted, their use needs DCGM.
     gpu("mig_mode", "bool", title="MIG mode"),
-    gpu("mig_instances", "integer", title="MIG instances", sql_integer="integer"),
+    gpu("mig_instances", "integer", title="MIG instances", column="integer"),
+    # NVML's total energy since the driver loaded (millijoules there, joules here).
+    gpu("energy_joules_total", "counter", unit="J", title="Energy used", column="float8"),
+    # The XID errors NVML reported since the previous sample.
+    gpu("xid_errors", "events", title="XID errors"),
+    # --- per GPU: derived by ingest --------------------------------------------------------
+    # Average power over the interval (power_w is NVML's instantaneous reading).
+    gpu(
+        "energy_w",
+        "rate",
+        unit="W",
+        title="Average power",
+        derived=("rate", "energy_joules_total"),
+        tier=AVG_MAX,
+        tier_part=2,
+    ),
+    # Joules since the previous sample: the tiers sum it into a period's energy.
+    gpu(
+        "energy_joules",
+        "gauge",
+        unit="J",
+        title="Energy",
+        derived=("delta", "energy_joules_total"),
+        tier=("sum",),
+        tier_part=2,
+    ),
     # --- per disk --------------------------------------------------------------------------
     disk("read_bytes_total", "counter", unit="B", title="Read"),
     disk("write_bytes_total", "counter", unit="B", title="Written"),
@@ -227,6 +303,11 @@ def block(name: str, *, derived: bool | None = None, tiered: bool | None = None)
 def counters(block_name: str) -> tuple[str, ...]:
     """The totals of a block that rates derive from."""
     return tuple(m.name for m in block(block_name) if m.kind == "counter")
+
+
+def columns(block_name: str, *, derived: bool | None = None) -> tuple[Metric, ...]:
+    """The metrics of a block that are columns of its table."""
+    return tuple(m for m in block(block_name, derived=derived) if m.stored)
 
 
 def names(metrics) -> tuple[str, ...]:

@@ -8,8 +8,16 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from . import server_counters, tier_refresh
-from .bottleneck import DEFAULT_THRESHOLDS, RULES_VERSION, GpuReading, Reading, classify
+from . import catalogue, server_counters, tier_refresh
+from .bottleneck import (
+    DEFAULT_THRESHOLDS,
+    GPU_READING_METRICS,
+    READING_METRICS,
+    RULES_VERSION,
+    GpuReading,
+    Reading,
+    classify,
+)
 
 BATCH_SIZE = 2000
 # Namespace for pg_advisory_xact_lock(namespace, server_id): one classifier per server at a time.
@@ -22,20 +30,25 @@ SELECT min(collected_at), max(collected_at), count(*) FROM (
     ORDER BY collected_at LIMIT %s
 ) pending
 """
-SNAPSHOTS_SQL = """
-SELECT collected_at, bottleneck_label IS NULL, cpu_usage_percent, cpu_iowait_percent,
-       memory_percent, swap_percent, disk_util_percent
+# What the classifier reads, as it names it (bottleneck.READING_METRICS and GPU_READING_METRICS).
+SNAPSHOTS_SQL = f"""
+SELECT collected_at, bottleneck_label IS NULL, {", ".join(READING_METRICS.values())}
 FROM monitoring_snapshot
 WHERE server_id = %s AND collected_at BETWEEN %s AND %s
 ORDER BY collected_at
 """
-GPUS_SQL = """
-SELECT collected_at, gpu_index, utilization_gpu_percent, memory_percent, temperature_c,
-       power_w, power_limit_w, throttle_reasons, processes, pcie_rx_bytes_per_s
+GPUS_SQL = f"""
+SELECT collected_at, gpu_index, {", ".join(GPU_READING_METRICS.values())}
 FROM monitoring_gpusample
 WHERE server_id = %s AND collected_at BETWEEN %s AND %s
 ORDER BY collected_at, gpu_index
 """
+# How a list column becomes what a reading holds: names as they are, processes by their names.
+_LISTS = {
+    "names": tuple,
+    "processes": lambda processes: tuple(sorted({p.get("name") for p in processes if p.get("name")})),
+}
+GPU_CONVERT = {field: _LISTS.get(catalogue.metric("gpu", name).kind) for field, name in GPU_READING_METRICS.items()}
 UPDATE_SQL = """
 UPDATE monitoring_snapshot AS s SET
     bottleneck_label = v.label, bottleneck_confidence = v.confidence,
@@ -74,23 +87,12 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
 
 def _gpu_readings(rows) -> dict[datetime, list[GpuReading]]:
     by_time: dict[datetime, list[GpuReading]] = defaultdict(list)
-    for at, index, util, memory, temperature, power, limit, reasons, processes, feed in rows:
-        # Django hands jsonb columns of raw queries back as text.
-        reasons, processes = _json(reasons) or (), _json(processes) or ()
-        names = tuple(sorted({p.get("name") for p in processes if p.get("name")}))
-        by_time[at].append(
-            GpuReading(
-                gpu_index=index,
-                util=util,
-                memory_percent=memory,
-                temperature_c=temperature,
-                power_w=power,
-                power_limit_w=limit,
-                throttle_reasons=tuple(reasons),
-                process_names=names,
-                pcie_rx_bytes_per_s=feed,
-            )
-        )
+    for at, index, *values in rows:
+        fields = {}
+        for (field, convert), value in zip(GPU_CONVERT.items(), values):
+            # Django hands jsonb columns of raw queries back as text.
+            fields[field] = convert(_json(value) or ()) if convert else value
+        by_time[at].append(GpuReading(gpu_index=index, **fields))
     return by_time
 
 
@@ -102,16 +104,8 @@ def _classify_rows(snapshots, gpus, lookback: timedelta) -> list[tuple]:
     readings: list[Reading] = []
     results = []
     window_start = 0
-    for at, pending, cpu, iowait, memory, swap, disk in snapshots:
-        reading = Reading(
-            at=at.timestamp(),
-            cpu_usage=cpu,
-            cpu_iowait=iowait,
-            memory_percent=memory,
-            swap_percent=swap,
-            disk_util=disk,
-            gpus=tuple(gpus.get(at, ())),
-        )
+    for at, pending, *values in snapshots:
+        reading = Reading(at=at.timestamp(), gpus=tuple(gpus.get(at, ())), **dict(zip(READING_METRICS, values)))
         readings.append(reading)
         while readings[window_start].at < reading.at - lookback.total_seconds():
             window_start += 1

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import tiers
+from . import catalogue, tiers
 from .bottleneck import LABELS
 from .models import MonitoredServer
 from .store import prepared_cursor
@@ -27,9 +27,20 @@ SOURCES = ("auto", "raw", "1m", "1h")
 STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
 DEFAULT_INTERVAL_SECONDS = 2.0
 
-SNAPSHOT_METRICS = tiers.SNAPSHOT.metrics
-GPU_METRICS = tiers.GPU.metrics
-DISK_METRICS = tiers.DISK.metrics
+
+def _shown(block: str) -> tuple[tuple[str, str, int], ...]:
+    """What a point shows of a block: (metric, how, part) for every tiered metric, in the order of
+    its tier parts; `avg` over the point's span, or `sum` (e.g. a span's energy) where only summed."""
+    return tuple(
+        (m, "avg" if (m, "avg") in family.aggregates else "sum", part)
+        for part, family in enumerate(tiers.PARTS[block])
+        for m in family.metrics
+    )
+
+
+SHOWN = {block: _shown(block) for block in tiers.PARTS}
+SNAPSHOT_METRICS = tuple(m for m, _, _ in SHOWN["host"])
+DEVICE_BLOCKS = ("gpu", "disk")
 
 RAW_SNAPSHOTS_SQL = f"""
 SELECT collected_at, extract(epoch FROM collected_at)::float8, {", ".join(SNAPSHOT_METRICS)}, bottleneck_label
@@ -108,7 +119,32 @@ def history_for(server: MonitoredServer, minutes_param: str | None, source_param
         "source": source,
         "resolution_seconds": resolution,
         "points": points,
+        "xid_errors": xid_errors(server.id, start, end),
     }
+
+
+# At most this many XID errors in one history, the newest: markers beyond it would hide the chart.
+MAX_XID_EVENTS = 500
+XID_SQL = """
+SELECT gpu_index, xid, occurred_at FROM monitoring_xiderror
+WHERE server_id = %(server)s AND occurred_at > %(start)s AND occurred_at <= %(end)s
+ORDER BY occurred_at DESC LIMIT %(limit)s
+"""
+
+
+def xid_errors(server_id: int, start: datetime, end: datetime) -> list[dict]:
+    """The window's XID errors, oldest first, for the charts' markers."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            XID_SQL, {"server": server_id, "start": start, "end": end, "limit": MAX_XID_EVENTS}, prepare=True
+        )
+        rows = cursor.fetchall()[::-1]
+    return [xid_event(*row) for row in rows]
+
+
+def xid_event(gpu_index: int, xid: int, at: datetime) -> dict:
+    """One XID error as the APIs show it, with what NVIDIA says the number means (null: not known here)."""
+    return {"gpu_index": gpu_index, "xid": xid, "at": at.isoformat(), "meaning": catalogue.XID_MEANINGS.get(xid)}
 
 
 def auto_source(seconds_per_point: float) -> str:
@@ -133,23 +169,24 @@ def raw_points(server_id: int, start: datetime, end: datetime, limit: int) -> li
             return []
         params["start"] = rows[0][0]
         devices = {}
-        for family in (tiers.GPU, tiers.DISK):
+        for block in DEVICE_BLOCKS:
+            family, names = tiers.PARTS[block][0], [m for m, _, _ in SHOWN[block]]
             cursor.execute(
-                RAW_DEVICES_SQL.format(key=family.key, metrics=", ".join(family.metrics), table=family.raw),
+                RAW_DEVICES_SQL.format(key=family.key, metrics=", ".join(names), table=family.raw),
                 params,
                 prepare=True,
                 binary=True,
             )
             by_time: dict[float, list[dict]] = {}
             for row in cursor.fetchall():
-                by_time.setdefault(row[0], []).append({family.key: row[1], **_values(family.metrics, row[2:])})
-            devices[family.name] = by_time
+                by_time.setdefault(row[0], []).append({family.key: row[1], **_values(names, row[2:])})
+            devices[block] = by_time
     points = []
     for row in rows:
         point = {"collected_at": row[0].isoformat(), **_values(SNAPSHOT_METRICS, row[2:-1])}
         point["bottleneck"] = row[-1]
-        point["gpus"] = devices["gpusample"].get(row[1], [])
-        point["disks"] = devices["disksample"].get(row[1], [])
+        point["gpus"] = devices["gpu"].get(row[1], [])
+        point["disks"] = devices["disk"].get(row[1], [])
         points.append(point)
     return points
 
@@ -180,45 +217,57 @@ def segments(server_id: int, source: str, start: datetime, end: datetime) -> lis
     return pieces
 
 
-def _part(family: tiers.Family, piece: tuple[str, datetime, datetime], index: int) -> str:
-    """One piece as rows of (b, s_<m>, w_<m>[, bn_<label>]) at the point resolution: the sum of a
-    metric and the weight behind it, so that pieces of any source average correctly together.
-    Everything is float8: sums of integers would be numeric, several times slower to aggregate."""
+def _part(block: str, piece: tuple[str, datetime, datetime], index: int) -> str:
+    """One piece as rows of (b, s_<m>[, w_<m>][, bn_<label>]) at the point resolution: the sum of a
+    metric and, for averages, the weight behind it, so that pieces of any source add up correctly.
+    A tier piece joins the block's tier parts on (server, device, bucket). Everything is float8:
+    sums of integers would be numeric, several times slower to aggregate."""
     kind = piece[0]
-    key = f"{family.key}, " if family.key else ""
+    parts = tiers.PARTS[block]
+    first = parts[0]
+    key = f"{first.key}, " if first.key else ""
     if kind == "raw":
         cols = ["time_bucket(%(res)s::interval, collected_at) AS b"]
-        for m in family.metrics:
-            cols += [f"{m} AS s_{m}", f"({m} IS NOT NULL)::int::float8 AS w_{m}"]
-        if family.labels:
+        for m, how, _ in SHOWN[block]:
+            cols.append(f"{m} AS s_{m}")
+            if how == "avg":
+                cols.append(f"({m} IS NOT NULL)::int::float8 AS w_{m}")
+        if first.labels:
             cols += [f"(bottleneck_label = '{label}')::int::float8 AS {tiers.label_column(label)}" for label in LABELS]
         where = f"collected_at >= %(from_{index})s AND collected_at <= %(to_{index})s"
-        return f"SELECT {key}{', '.join(cols)} FROM {family.raw} WHERE server_id = %(server)s AND {where}"
+        return f"SELECT {key}{', '.join(cols)} FROM {first.raw} WHERE server_id = %(server)s AND {where}"
     cols = ["time_bucket(%(res)s::interval, bucket) AS b"]
-    for m in family.metrics:
+    for m, how, part in SHOWN[block]:
+        if how == "sum":
+            cols.append(f"t{part}.{m}_sum AS s_{m}")
+            continue
         cols += [
-            f"{m}_avg * sample_count AS s_{m}",
-            f"CASE WHEN {m}_avg IS NULL THEN 0 ELSE sample_count END::float8 AS w_{m}",
+            f"t{part}.{m}_avg * t{part}.sample_count AS s_{m}",
+            f"CASE WHEN t{part}.{m}_avg IS NULL THEN 0 ELSE t{part}.sample_count END::float8 AS w_{m}",
         ]
-    if family.labels:
-        cols += [f"{tiers.label_column(label)}::float8" for label in LABELS]
+    if first.labels:
+        cols += [f"t0.{tiers.label_column(label)}::float8" for label in LABELS]
+    using = f"server_id, {key}bucket"
+    joins = "".join(f" LEFT JOIN {p.relation(kind)} t{i} USING ({using})" for i, p in enumerate(parts[1:], 1))
     return (
-        f"SELECT {key}{', '.join(cols)} FROM {family.relation(kind)} "
-        f"WHERE server_id = %(server)s AND bucket >= %(from_{index})s AND bucket < %(to_{index})s"
+        f"SELECT {key}{', '.join(cols)} FROM {first.relation(kind)} t0{joins} "
+        f"WHERE t0.server_id = %(server)s AND t0.bucket >= %(from_{index})s AND t0.bucket < %(to_{index})s"
     )
 
 
-def tier_sql(family: tiers.Family, pieces) -> str:
-    union = " UNION ALL ".join(_part(family, piece, i) for i, piece in enumerate(pieces))
-    key = f"{family.key}, " if family.key else ""
+def tier_sql(block: str, pieces) -> str:
+    union = " UNION ALL ".join(_part(block, piece, i) for i, piece in enumerate(pieces))
+    first = tiers.PARTS[block][0]
+    key = f"{first.key}, " if first.key else ""
     # Epoch seconds, not timestamps: parsing thousands of timestamps costs more than the query.
     cols = ["extract(epoch FROM b)::float8"]
-    for m in family.metrics:
+    for m, how, _ in SHOWN[block]:
         # Two decimals are finer than any chart shows, and halve the size of a history.
-        cols += [f"round((sum(s_{m}) / NULLIF(sum(w_{m}), 0))::numeric, 2)::float8"]
-    if family.labels:
+        value = f"sum(s_{m}) / NULLIF(sum(w_{m}), 0)" if how == "avg" else f"sum(s_{m})"
+        cols.append(f"round(({value})::numeric, 2)::float8")
+    if first.labels:
         cols += [f"sum({tiers.label_column(label)})" for label in LABELS]
-    order = f"b, {family.key}" if family.key else "b"
+    order = f"b, {first.key}" if first.key else "b"
     return f"SELECT {key}{', '.join(cols)} FROM ({union}) parts GROUP BY {key}b ORDER BY {order}"
 
 
@@ -231,15 +280,16 @@ def tier_points(server_id: int, source: str, resolution: float, start: datetime,
         if source != "raw":
             # A few thousand tier rows: starting parallel workers costs more than it saves.
             cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        cursor.execute(tier_sql(tiers.SNAPSHOT, pieces), params, prepare=True, binary=True)
+        cursor.execute(tier_sql("host", pieces), params, prepare=True, binary=True)
         rows = cursor.fetchall()
         devices = {}
-        for family in (tiers.GPU, tiers.DISK):
-            cursor.execute(tier_sql(family, pieces), params, prepare=True, binary=True)
+        for block in DEVICE_BLOCKS:
+            key, names = tiers.PARTS[block][0].key, [m for m, _, _ in SHOWN[block]]
+            cursor.execute(tier_sql(block, pieces), params, prepare=True, binary=True)
             by_bucket: dict[float, list[dict]] = {}
             for row in cursor.fetchall():
-                by_bucket.setdefault(row[1], []).append({family.key: row[0], **dict(zip(family.metrics, row[2:]))})
-            devices[family.name] = by_bucket
+                by_bucket.setdefault(row[1], []).append({key: row[0], **dict(zip(names, row[2:]))})
+            devices[block] = by_bucket
     points = []
     metric_count = len(SNAPSHOT_METRICS)
     for row in rows:
@@ -248,8 +298,8 @@ def tier_points(server_id: int, source: str, resolution: float, start: datetime,
         when = datetime.fromtimestamp(bucket, UTC).isoformat()
         point = {"collected_at": when, **dict(zip(SNAPSHOT_METRICS, row[1 : 1 + metric_count]))}
         point["bottleneck"] = _most_frequent(counts)
-        point["gpus"] = devices["gpusample"].get(bucket, [])
-        point["disks"] = devices["disksample"].get(bucket, [])
+        point["gpus"] = devices["gpu"].get(bucket, [])
+        point["disks"] = devices["disk"].get(bucket, [])
         points.append(point)
     return points
 

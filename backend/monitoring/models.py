@@ -17,6 +17,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from timescale.db.models.fields import TimescaleDateTimeField
 
+from . import catalogue
 from .bottleneck import title_for
 
 TOKEN_PREFIX = "tw_"
@@ -104,6 +105,32 @@ def _iso(value):
     return value.isoformat() if value is not None else None
 
 
+_FIELDS = {
+    "percent": models.FloatField,
+    "gauge": models.FloatField,
+    "rate": models.FloatField,
+    "bool": models.BooleanField,
+    "names": models.JSONField,
+    "processes": models.JSONField,
+}
+_WHOLE = {"bigint": models.BigIntegerField, "integer": models.IntegerField, "smallint": models.SmallIntegerField}
+
+
+def metric_field(metric: catalogue.Metric) -> models.Field:
+    """A metric's column as the catalogue defines it: null where the node could not read it."""
+    if metric.derived[:1] == ("count",):
+        return models.SmallIntegerField(default=0)  # a count of devices is never unknown
+    if metric.kind == "text":
+        return models.CharField(max_length=metric.length, null=True)
+    if metric.kind in ("integer", "counter"):
+        return _WHOLE.get(metric.column, models.FloatField)(null=True)
+    return _FIELDS[metric.kind](null=True)
+
+
+def metric_fields(block: str) -> dict[str, models.Field]:
+    return {m.name: metric_field(m) for m in catalogue.columns(block)}
+
+
 def _server_fk():
     # No database constraint: checking one costs every sample's seven rows a lookup of
     # the server on the hot ingest path, and ingest only ever writes a server it just
@@ -120,38 +147,8 @@ class Snapshot(models.Model):
     collected_at = TimescaleDateTimeField(interval="1 day")
     received_at = models.DateTimeField(default=timezone.now)
 
-    cpu_usage_percent = models.FloatField(null=True)
-    cpu_user_percent = models.FloatField(null=True)
-    cpu_system_percent = models.FloatField(null=True)
-    cpu_iowait_percent = models.FloatField(null=True)
-    cpu_load_1 = models.FloatField(null=True)
-    cpu_load_5 = models.FloatField(null=True)
-    cpu_load_15 = models.FloatField(null=True)
-    cpu_frequency_mhz = models.FloatField(null=True)
-    cpu_count_logical = models.IntegerField(null=True)
-    cpu_count_physical = models.IntegerField(null=True)
-
-    memory_total_bytes = models.BigIntegerField(null=True)
-    memory_used_bytes = models.BigIntegerField(null=True)
-    memory_available_bytes = models.BigIntegerField(null=True)
-    memory_percent = models.FloatField(null=True)
-    swap_total_bytes = models.BigIntegerField(null=True)
-    swap_used_bytes = models.BigIntegerField(null=True)
-    swap_percent = models.FloatField(null=True)
-
-    network_rx_bytes_total = models.BigIntegerField(null=True)
-    network_tx_bytes_total = models.BigIntegerField(null=True)
-    network_rx_bps = models.FloatField(null=True)
-    network_tx_bps = models.FloatField(null=True)
-    process_count = models.IntegerField(null=True)
-
-    # Derived at ingest from the previous sample's disk counters.
-    disk_read_bps = models.FloatField(null=True)
-    disk_write_bps = models.FloatField(null=True)
-    disk_util_percent = models.FloatField(null=True)
-
-    gpu_count = models.SmallIntegerField(default=0)
-    gpu_top_util_percent = models.FloatField(null=True)
+    # Every host metric of the catalogue, sent or derived.
+    vars().update(metric_fields("host"))
 
     # Filled by the classifier; a null label means "not classified yet".
     bottleneck_label = models.CharField(max_length=32, null=True)
@@ -181,36 +178,34 @@ class GpuSample(models.Model):
     server = _server_fk()
     collected_at = TimescaleDateTimeField(interval="1 day")
     gpu_index = models.SmallIntegerField()
-    name = models.CharField(max_length=200, null=True)
-    uuid = models.CharField(max_length=100, null=True)
-    utilization_gpu_percent = models.FloatField(null=True)
-    utilization_memory_percent = models.FloatField(null=True)
-    memory_total_bytes = models.BigIntegerField(null=True)
-    memory_used_bytes = models.BigIntegerField(null=True)
-    memory_percent = models.FloatField(null=True)
-    temperature_c = models.FloatField(null=True)
-    power_w = models.FloatField(null=True)
-    power_limit_w = models.FloatField(null=True)
-    fan_percent = models.FloatField(null=True)
-    sm_clock_mhz = models.FloatField(null=True)
-    sm_clock_max_mhz = models.FloatField(null=True)
-    memory_clock_mhz = models.FloatField(null=True)
-    memory_clock_max_mhz = models.FloatField(null=True)
-    throttle_reasons = models.JSONField(null=True)
-    ecc_errors_corrected = models.BigIntegerField(null=True)
-    ecc_errors_uncorrected = models.BigIntegerField(null=True)
-    processes = models.JSONField(null=True)
-    pcie_rx_bytes_per_s = models.FloatField(null=True)
-    pcie_tx_bytes_per_s = models.FloatField(null=True)
-    encoder_util_percent = models.FloatField(null=True)
-    decoder_util_percent = models.FloatField(null=True)
-    mig_mode = models.BooleanField(null=True)
-    mig_instances = models.IntegerField(null=True)
+    vars().update(metric_fields("gpu"))
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["server", "collected_at", "gpu_index"], name="gpusample_server_time_gpu_uniq"
+            ),
+        ]
+
+
+class XidError(models.Model):
+    """An XID error NVML reported for one GPU: kept as an event, not a sample's column.
+
+    A hypertable like the samples', so that retention drops its chunks with theirs; XIDs are
+    rare, so its chunks are a week long."""
+
+    server = _server_fk()
+    gpu_index = models.SmallIntegerField()
+    xid = models.IntegerField()
+    occurred_at = TimescaleDateTimeField(interval="7 days")
+    # The sample that carried it.
+    collected_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # A resent sample stores its events once.
+            models.UniqueConstraint(
+                fields=["server", "occurred_at", "gpu_index", "xid"], name="xiderror_server_time_gpu_xid_uniq"
             ),
         ]
 
@@ -221,16 +216,7 @@ class DiskSample(models.Model):
     server = _server_fk()
     collected_at = TimescaleDateTimeField(interval="1 day")
     device = models.CharField(max_length=64)
-    read_bytes_total = models.BigIntegerField(null=True)
-    write_bytes_total = models.BigIntegerField(null=True)
-    read_count_total = models.BigIntegerField(null=True)
-    write_count_total = models.BigIntegerField(null=True)
-    busy_time_ms_total = models.BigIntegerField(null=True)
-    read_bps = models.FloatField(null=True)
-    write_bps = models.FloatField(null=True)
-    read_iops = models.FloatField(null=True)
-    write_iops = models.FloatField(null=True)
-    util_percent = models.FloatField(null=True)
+    vars().update(metric_fields("disk"))
 
     class Meta:
         constraints = [
@@ -278,7 +264,7 @@ class MaintenanceRun(models.Model):
         return self.failed_at is not None and (self.succeeded_at is None or self.failed_at > self.succeeded_at)
 
 
-SAMPLE_TABLES = ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample")
+SAMPLE_TABLES = ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample", "monitoring_xiderror")
 
 
 @receiver(pre_delete, sender=MonitoredServer)

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import server_counters, tiers
-from .models import RetentionPolicy
+from .models import SAMPLE_TABLES, RetentionPolicy
 
 TIER_ORDER = ("raw", "1m", "1h")
 TIME_COLUMN = {"raw": "collected_at", "1m": "bucket", "1h": "bucket"}
@@ -28,7 +28,7 @@ class RetentionError(ValueError):
 
 def relations(tier: str) -> list[str]:
     if tier == "raw":
-        return [family.raw for family in tiers.FAMILIES]
+        return list(SAMPLE_TABLES)
     return [family.relation(tier) for family in tiers.FAMILIES]
 
 

@@ -25,6 +25,7 @@ MAX_DISKS = 256
 MAX_PROCESSES = 1024
 MAX_LABELS = 64
 MAX_GPU_INDEX = 1023
+MAX_EVENTS = 64  # per GPU and sample: a GPU in an error storm sends its first 64
 # Beyond this a number is a unit mix-up or garbage, whatever its field's bounds.
 MAX_MAGNITUDE = 1e15
 # What a path into the document can reach that is not there (a required field left out).
@@ -82,8 +83,11 @@ PROCESS = obj(
 )
 
 
+EVENT = obj({"xid": whole(catalogue.MAX_INTEGER, required=True), "at": Rule("timestamp", required=True)})
+
+
 def metric_rule(metric: catalogue.Metric) -> Rule:
-    if metric.kind in ("percent", "gauge"):
+    if metric.kind in ("percent", "gauge") or (metric.kind == "counter" and not metric.whole):
         return number(*metric.bounds)
     if metric.kind in ("integer", "counter"):
         return whole(metric.bounds[1])
@@ -95,6 +99,8 @@ def metric_rule(metric: catalogue.Metric) -> Rule:
         return items(32, text(64))
     if metric.kind == "processes":
         return items(MAX_PROCESSES, PROCESS)
+    if metric.kind == "events":
+        return items(MAX_EVENTS, EVENT)
     raise ValueError(f"{metric.name}: an agent does not send {metric.kind} metrics")
 
 

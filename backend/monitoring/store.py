@@ -8,6 +8,7 @@ statement writes the snapshot, its GPU and disk rows and the server's bookkeepin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,14 +23,20 @@ from . import catalogue, server_counters
 from .validation import Sample
 
 # Columns come from the catalogue: what the agent sends, then what ingest derives.
-HOST_COLUMNS = catalogue.names(catalogue.block("host", derived=False))
-DERIVED_COLUMNS = catalogue.names(catalogue.block("host", derived=True))
-# (column, PostgreSQL array type) for unnest(): one statement whatever the device count.
-GPU_COLUMNS = (catalogue.DEVICE_KEYS["gpu"], *((m.name, m.sql) for m in catalogue.block("gpu")))
-DISK_COUNTERS = catalogue.counters("disk")
-DISK_COLUMNS = (catalogue.DEVICE_KEYS["disk"], *((m.name, m.sql) for m in catalogue.block("disk")))
+HOST_COLUMNS = catalogue.names(catalogue.columns("host", derived=False))
+DERIVED_COLUMNS = catalogue.names(catalogue.columns("host", derived=True))
 HOST_DERIVED = catalogue.block("host", derived=True)
-DISK_DERIVED = catalogue.block("disk", derived=True)
+# Per device block: (column, PostgreSQL array type) for unnest(), one statement whatever the
+# device count; the metrics ingest derives; the counters they derive from.
+DEVICE_BLOCKS = tuple(catalogue.DEVICE_KEYS)
+DEVICE_COLUMNS = {
+    b: (catalogue.DEVICE_KEYS[b], *((m.name, m.sql) for m in catalogue.columns(b))) for b in DEVICE_BLOCKS
+}
+DEVICE_DERIVED = {b: catalogue.block(b, derived=True) for b in DEVICE_BLOCKS}
+DEVICE_COUNTERS = {b: tuple(dict.fromkeys(m.derived[1] for m in DEVICE_DERIVED[b])) for b in DEVICE_BLOCKS}
+TABLES = {"gpu": "monitoring_gpusample", "disk": "monitoring_disksample"}
+# The GPU events a sample carries, stored once each in their own table.
+XID_COLUMNS = (("gpu_index", "smallint"), ("xid", "integer"), ("occurred_at", "timestamptz"))
 
 
 def _unnest_insert(name: str, table: str, columns) -> str:
@@ -50,29 +57,41 @@ WITH snap AS (
     ON CONFLICT (server_id, collected_at) DO NOTHING
     RETURNING id
 ),
-{_unnest_insert("gpus", "monitoring_gpusample", GPU_COLUMNS)},
-{_unnest_insert("disks", "monitoring_disksample", DISK_COLUMNS)},
+{_unnest_insert("gpus", TABLES["gpu"], DEVICE_COLUMNS["gpu"])},
+{_unnest_insert("disks", TABLES["disk"], DEVICE_COLUMNS["disk"])},
+{_unnest_insert("xids", "monitoring_xiderror", XID_COLUMNS)},
 {server_counters.INGEST_CTES}
 SELECT id FROM snap
 """
 
 HOST_COUNTERS = catalogue.counters("host")
+
+
+def _device_counters(block: str) -> str:
+    """One device block's counters at the previous sample, as the text of a JSON list of
+    [key, counter, ...] (Django's connection reads jsonb as text)."""
+    key = catalogue.DEVICE_KEYS[block][0]
+    values = ", ".join(f"d.{c}" for c in (key, *DEVICE_COUNTERS[block]))
+    return (
+        f"(SELECT jsonb_agg(jsonb_build_array({values}))::text FROM {TABLES[block]} d "
+        "WHERE d.server_id = %(server)s AND d.collected_at = s.collected_at "
+        # Constant bounds as well, so that TimescaleDB opens only the chunks in range.
+        "AND d.collected_at < %(at)s AND d.collected_at >= %(since)s)"
+    )
+
+
 PREVIOUS_SQL = f"""
 SELECT s.collected_at, {", ".join(f"s.{c}" for c in HOST_COUNTERS)},
-       d.device, {", ".join(f"d.{c}" for c in DISK_COUNTERS)}
-FROM (
-    SELECT collected_at, {", ".join(HOST_COUNTERS)}
-    FROM monitoring_snapshot
-    WHERE server_id = %(server)s AND collected_at < %(at)s AND collected_at >= %(since)s
-    ORDER BY collected_at DESC LIMIT 1
-) s
-LEFT JOIN monitoring_disksample d
-    ON d.server_id = %(server)s AND d.collected_at = s.collected_at
-    AND d.collected_at < %(at)s AND d.collected_at >= %(since)s
+       {", ".join(_device_counters(b) for b in DEVICE_BLOCKS)}
+FROM monitoring_snapshot s
+WHERE s.server_id = %(server)s AND s.collected_at < %(at)s AND s.collected_at >= %(since)s
+ORDER BY s.collected_at DESC LIMIT 1
 """
 
-STORED_SQL = """
-SELECT id, bottleneck_label, cpu_usage_percent, gpu_top_util_percent, disk_util_percent
+# The figures the ingest response's snapshot echoes, as the catalogue names them there.
+ECHOED = tuple(m for m in catalogue.block("host") if m.echo)
+STORED_SQL = f"""
+SELECT id, bottleneck_label, {", ".join(m.name for m in ECHOED)}
 FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
 """
 
@@ -81,7 +100,7 @@ FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
 class Previous:
     collected_at: datetime
     host: dict  # the host counters
-    disks: dict[str, dict]  # device: its counters
+    devices: dict[str, dict]  # per device block, device key: its counters
 
 
 @contextmanager
@@ -102,12 +121,14 @@ def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> 
     at = sample.collected_at
     with transaction.atomic(), prepared_cursor() as cursor:
         previous = _previous(cursor, server_id, at)
-        disks = derive_disk_rates(sample.disks, previous, at)
-        derived = derive_snapshot_fields(sample, disks, previous, at)
+        gpus = derive_device_fields("gpu", sample.gpus, previous, at)
+        disks = derive_device_fields("disk", sample.disks, previous, at)
+        derived = derive_snapshot_fields(sample.host, {"gpu": gpus, "disk": disks}, previous, at)
         interval = (at - previous.collected_at).total_seconds() if previous else None
         params = {"server": server_id, "at": at, "now": now, "interval": interval, **sample.host, **derived}
-        params.update(_arrays("gpus", GPU_COLUMNS, sample.gpus))
-        params.update(_arrays("disks", DISK_COLUMNS, disks))
+        params.update(_arrays("gpus", DEVICE_COLUMNS["gpu"], gpus))
+        params.update(_arrays("disks", DEVICE_COLUMNS["disk"], disks))
+        params.update(_arrays("xids", XID_COLUMNS, xid_rows(gpus)))
         labels = agent.get("labels")
         params.update(
             agent_version=agent.get("version"),
@@ -119,20 +140,11 @@ def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> 
         cursor.execute(WRITE_SQL, params, prepare=True)
         row = cursor.fetchone()
         if row is not None:
-            snapshot = {
-                "id": row[0],
-                "bottleneck": None,
-                "cpu_usage_percent": sample.host["cpu_usage_percent"],
-                "top_gpu_util_percent": derived["gpu_top_util_percent"],
-                "disk_util_percent": derived["disk_util_percent"],
-            }
+            snapshot = {"id": row[0], "bottleneck": None, **{m.echo: params[m.name] for m in ECHOED}}
         else:
             # Already stored: answer with what was stored the first time.
             cursor.execute(STORED_SQL, {"server": server_id, "at": at}, prepare=True)
-            stored = cursor.fetchone()
-            snapshot = dict(
-                zip(("id", "bottleneck", "cpu_usage_percent", "top_gpu_util_percent", "disk_util_percent"), stored)
-            )
+            snapshot = dict(zip(("id", "bottleneck", *(m.echo for m in ECHOED)), cursor.fetchone()))
     snapshot["collected_at"] = at.isoformat()
     return snapshot, row is not None
 
@@ -147,19 +159,30 @@ def _arrays(prefix: str, columns, rows: list[dict]) -> dict:
     return params
 
 
+def xid_rows(gpus: list[dict]) -> list[dict]:
+    return [
+        {"gpu_index": gpu["gpu_index"], "xid": event["xid"], "occurred_at": event["at"]}
+        for gpu in gpus
+        for event in gpu.get("xid_errors") or ()
+    ]
+
+
 def _previous(cursor: psycopg.Cursor, server_id: int, at: datetime) -> Previous | None:
-    """The newest earlier sample close enough to turn counters into rates, with its disks."""
+    """The newest earlier sample close enough to turn counters into rates, with its devices'."""
     since = at - timedelta(seconds=settings.MONITORING_RATE_MAX_GAP_SECONDS)
     cursor.execute(PREVIOUS_SQL, {"server": server_id, "at": at, "since": since}, prepare=True)
-    rows = cursor.fetchall()
-    if not rows:
+    row = cursor.fetchone()
+    if row is None:
         return None
-    first, devices = rows[0], 1 + len(HOST_COUNTERS)
-    disks = {row[devices]: dict(zip(DISK_COUNTERS, row[devices + 1 :])) for row in rows if row[devices] is not None}
-    return Previous(first[0], dict(zip(HOST_COUNTERS, first[1:devices])), disks)
+    host_end = 1 + len(HOST_COUNTERS)
+    devices = {
+        block: {item[0]: dict(zip(DEVICE_COUNTERS[block], item[1:])) for item in json.loads(found or "[]")}
+        for block, found in zip(DEVICE_BLOCKS, row[host_end:])
+    }
+    return Previous(row[0], dict(zip(HOST_COUNTERS, row[1:host_end])), devices)
 
 
-def rate(current: int | None, before: int | None, seconds: float) -> float | None:
+def rate(current: float | None, before: float | None, seconds: float) -> float | None:
     """Per-second rate of a counter; None when unknown or when it went backwards (a reboot)."""
     if current is None or before is None or seconds <= 0 or current < before:
         return None
@@ -167,24 +190,29 @@ def rate(current: int | None, before: int | None, seconds: float) -> float | Non
 
 
 def _from_counter(metric: catalogue.Metric, now: dict, before: dict, seconds: float) -> float | None:
-    """A rate the catalogue derives from a counter: per second, or (busy milliseconds per
-    second / 10) the percent of the time a device was busy."""
+    """What the catalogue derives from a counter: per second; the amount since the previous
+    sample (delta); or (busy milliseconds per second / 10) the percent of the time a device was busy."""
     how, counter = metric.derived
     per_second = rate(now.get(counter), before.get(counter), seconds)
-    if how == "busy" and per_second is not None:
+    if per_second is None:
+        return None
+    if how == "delta":
+        return per_second * seconds
+    if how == "busy":
         return min(100.0, per_second / 10.0)
     return per_second
 
 
-def derive_disk_rates(disks: list[dict], previous: Previous | None, at: datetime) -> list[dict]:
+def derive_device_fields(block: str, rows: list[dict], previous: Previous | None, at: datetime) -> list[dict]:
+    """A device block's rows with the metrics ingest derives from the previous sample's counters."""
+    derived = DEVICE_DERIVED[block]
+    if not derived:
+        return rows
     seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
-    before_by_device = previous.disks if previous else {}
+    key = catalogue.DEVICE_KEYS[block][0]
+    before = previous.devices[block] if previous else {}
     return [
-        {
-            **disk,
-            **{m.name: _from_counter(m, disk, before_by_device.get(disk["device"], {}), seconds) for m in DISK_DERIVED},
-        }
-        for disk in disks
+        {**row, **{m.name: _from_counter(m, row, before.get(row[key], {}), seconds) for m in derived}} for row in rows
     ]
 
 
@@ -196,15 +224,14 @@ def _over_devices(how: str, values: list) -> float | None:
     return sum(present) if how == "sum" else max(present)
 
 
-def derive_snapshot_fields(sample: Sample, disks: list[dict], previous: Previous | None, at: datetime) -> dict:
+def derive_snapshot_fields(host: dict, devices: dict[str, list[dict]], previous: Previous | None, at: datetime) -> dict:
     """The host's derived figures, as the catalogue defines them."""
     seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
-    devices = {"gpu": sample.gpus, "disk": disks}
     derived = {}
     for metric in HOST_DERIVED:
         how, *source = metric.derived
-        if how in ("rate", "busy"):
-            derived[metric.name] = _from_counter(metric, sample.host, previous.host if previous else {}, seconds)
+        if how in ("rate", "busy", "delta"):
+            derived[metric.name] = _from_counter(metric, host, previous.host if previous else {}, seconds)
         elif how == "count":
             derived[metric.name] = len(devices[source[0]])
         else:

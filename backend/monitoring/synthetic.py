@@ -193,6 +193,7 @@ class Generator:
         self.net = [10**11, 10**10]
         self.memory_total = 256 * 2**30
         self.gpu_memory_total = 80 * 2**30
+        self.energy = [5e8] * gpus  # joules since the driver loaded
 
     def _uniform(self, bounds: tuple[float, float]) -> float:
         return self.rng.uniform(*bounds)
@@ -243,6 +244,9 @@ class Generator:
             mem = u(phase.gpu_memory)
             limit = 400.0
             power = limit * min(1.0, u(phase.power_share))
+            # Steady within a sample: the average over the interval is the reading.
+            energy_w = power
+            self.energy[index] += energy_w * dt
             top = max(top, util)
             throttle = list(phase.throttle) if phase.throttle else (["gpu_idle"] if util < 1 else [])
             gpus.append(
@@ -269,6 +273,9 @@ class Generator:
                     "decoder_util_percent": 0.0,
                     "mig_mode": False,
                     "mig_instances": 0,
+                    "energy_joules_total": self.energy[index],
+                    "energy_w": energy_w,
+                    "energy_joules": energy_w * dt,
                 }
             )
         confidence = round(0.7 + rng.random() * 0.28, 2)

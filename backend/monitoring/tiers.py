@@ -37,15 +37,19 @@ def label_column(label: str) -> str:
 
 @dataclass(frozen=True)
 class Family:
-    name: str  # snapshot, gpusample, disksample
+    """The tier relations of one part of one raw table: `monitoring_{name}_{tier}`."""
+
+    name: str  # snapshot, gpusample, disksample; a later part: gpusample_p2
+    raw_name: str  # the raw hypertable's: snapshot, gpusample, disksample
     key: str | None  # the device column, if any
     key_type: str | None
-    metrics: tuple[str, ...]
+    # (metric, aggregate) in column order: `<metric>_<aggregate>` per bucket.
+    aggregates: tuple[tuple[str, str], ...]
     labels: bool = False
 
     @property
     def raw(self) -> str:
-        return f"monitoring_{self.name}"
+        return f"monitoring_{self.raw_name}"
 
     def relation(self, tier: str) -> str:
         return f"monitoring_{self.name}_{tier}"
@@ -54,25 +58,51 @@ class Family:
     def group(self) -> str:
         return "server_id" + (f", {self.key}" if self.key else "")
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for m, _ in self.aggregates))
 
-def _tiered(block: str) -> tuple[str, ...]:
-    return catalogue.names(catalogue.block(block, tiered=True))
+
+# Each block's raw table and device key.
+RAW = {
+    "host": ("snapshot", None, None),
+    "gpu": ("gpusample", "gpu_index", "smallint"),
+    "disk": ("disksample", "device", "varchar(64)"),
+}
 
 
-SNAPSHOT = Family("snapshot", None, None, _tiered("host"), labels=True)
-GPU = Family("gpusample", *catalogue.DEVICE_KEYS["gpu"], _tiered("gpu"))
-DISK = Family("disksample", "device", "varchar(64)", _tiered("disk"))
-FAMILIES = (SNAPSHOT, GPU, DISK)
+def _families(block: str) -> tuple[Family, ...]:
+    """One family per tier part the catalogue gives the block's metrics (part 1 always)."""
+    raw_name, key, key_type = RAW[block]
+    tiered = catalogue.block(block, tiered=True)
+    families = []
+    for part in sorted({1, *(m.tier_part for m in tiered)}):
+        aggregates = tuple((m.name, how) for m in tiered if m.tier_part == part for how in m.tier)
+        name = raw_name if part == 1 else f"{raw_name}_p{part}"
+        families.append(Family(name, raw_name, key, key_type, aggregates, labels=block == "host" and part == 1))
+    return tuple(families)
+
+
+PARTS = {block: _families(block) for block in RAW}
+SNAPSHOT, GPU, DISK = (PARTS[block][0] for block in RAW)
+# Every family, each block's parts in order (a 1h relation is built on its own part's 1m one).
+FAMILIES = tuple(family for parts in PARTS.values() for family in parts)
 
 
 # --- the aggregates: one definition for both backends ------------------------------------
+
+# A coarser bucket from finer ones: averages weighted by sample count, maxima of maxima, sums of sums.
+_FROM_TIER = {
+    "avg": "sum(r.{c} * r.sample_count) / NULLIF(sum(r.sample_count) FILTER (WHERE r.{c} IS NOT NULL), 0)",
+    "max": "max(r.{c})",
+    "sum": "sum(r.{c})",
+}
 
 
 def select_from_raw(family: Family, tier: str, where: str = "", joins: str = "") -> str:
     """Buckets of one tier computed from the raw hypertable."""
     cols = [f"time_bucket(INTERVAL '{INTERVAL[tier]}', r.collected_at) AS bucket", "count(*) AS sample_count"]
-    for m in family.metrics:
-        cols += [f"avg(r.{m}) AS {m}_avg", f"max(r.{m}) AS {m}_max"]
+    cols += [f"{how}(r.{m}) AS {m}_{how}" for m, how in family.aggregates]
     if family.labels:
         cols += [f"count(*) FILTER (WHERE r.bottleneck_label = '{label}') AS {label_column(label)}" for label in LABELS]
     group = ", ".join(f"r.{c.strip()}" for c in family.group.split(","))
@@ -83,17 +113,12 @@ def select_from_raw(family: Family, tier: str, where: str = "", joins: str = "")
 
 
 def select_from_tier(family: Family, tier: str, source: str, where: str = "", joins: str = "") -> str:
-    """Buckets of a coarser tier computed from a finer one (averages weighted by sample count)."""
+    """Buckets of a coarser tier computed from a finer one."""
     cols = [
         f"time_bucket(INTERVAL '{INTERVAL[tier]}', r.bucket) AS bucket",
         "sum(r.sample_count)::bigint AS sample_count",
     ]
-    for m in family.metrics:
-        cols += [
-            f"sum(r.{m}_avg * r.sample_count) / NULLIF(sum(r.sample_count) FILTER (WHERE r.{m}_avg IS NOT NULL), 0)"
-            f" AS {m}_avg",
-            f"max(r.{m}_max) AS {m}_max",
-        ]
+    cols += [_FROM_TIER[how].format(c=f"{m}_{how}") + f" AS {m}_{how}" for m, how in family.aggregates]
     if family.labels:
         cols += [f"sum(r.{label_column(label)})::bigint AS {label_column(label)}" for label in LABELS]
     group = ", ".join(f"r.{c.strip()}" for c in family.group.split(","))
@@ -108,8 +133,7 @@ def tier_columns(family: Family) -> list[tuple[str, str]]:
     if family.key:
         cols.append((family.key, f"{family.key_type} NOT NULL"))
     cols += [("bucket", "timestamptz NOT NULL"), ("sample_count", "bigint NOT NULL")]
-    for m in family.metrics:
-        cols += [(f"{m}_avg", "double precision"), (f"{m}_max", "double precision")]
+    cols += [(f"{m}_{how}", "double precision") for m, how in family.aggregates]
     if family.labels:
         cols += [(label_column(label), "bigint NOT NULL DEFAULT 0") for label in LABELS]
     return cols

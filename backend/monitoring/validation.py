@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from . import schema
+from . import catalogue, schema
 
 
 class SampleError(ValueError):
@@ -103,6 +103,9 @@ def _decode(part: str, keys: tuple[str, ...], decoder: msgspec.json.Decoder, raw
         raise _Refused(part, keys, exc) from None
 
 
+EVENT_FIELDS = tuple(m.name for m in catalogue.block("gpu") if m.kind == "events")
+
+
 def _check_gpus(gpus: list[dict[str, Any]]) -> None:
     seen = set()
     for i, gpu in enumerate(gpus):
@@ -110,6 +113,9 @@ def _check_gpus(gpus: list[dict[str, Any]]) -> None:
         if index in seen:
             _fail(f"sample.gpus[{i}].gpu_index", f"duplicates GPU {index}")
         seen.add(index)
+        for name in EVENT_FIELDS:
+            for j, event in enumerate(gpu[name] or ()):
+                event["at"] = parse_timestamp(f"sample.gpus[{i}].{name}[{j}].at", event["at"])
 
 
 def _check_disks(disks: list[dict[str, Any]]) -> None:

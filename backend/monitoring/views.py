@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from . import dbjobs, maintenance
+from . import catalogue, dbjobs, maintenance
 from .auth import refuse_page, user_is_allowed
 from .bottleneck import LABELS, title_for
 from .responses import error, json_response
@@ -23,6 +23,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "maxHistoryMinutes": settings.MONITORING_MAX_HISTORY_MINUTES,
         # The page's labels come from the classifier, in its order; their colours are the page's.
         "labels": [{"name": label, "title": title_for(label)} for label in LABELS],
+        # How people read each metric, from the catalogue: the charts' titles and units.
+        "metrics": {
+            block: {m.name: {"title": m.title, "unit": m.unit} for m in catalogue.block(block)}
+            for block in ("host", "gpu", "disk")
+        },
     }
     return render(request, "monitoring/dashboard.html", {"dashboard_config": config})
 
