@@ -2,10 +2,18 @@
 
 A GPU is a dict from NVML function name to its answer; an answer that is an NVMLError
 instance is raised instead. Calls are counted per function name.
+
+Events: a GPU whose "register_events" answer is not an error can be registered on an event set;
+`raise_xid(index, xid)` then queues an XID event for it, which the next nvmlEventSetWait_v2 on
+that set returns (a wait with nothing queued raises NVMLError_Timeout after its timeout).
+`events="unsupported"` makes every registration answer NotSupported, `events="missing"` is an
+NVML without the event functions at all.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import Counter
 from types import SimpleNamespace
 
@@ -41,6 +49,28 @@ class NVMLError_Unknown(NVMLError):  # noqa: N801
     value = 999
 
 
+class NVMLError_Timeout(NVMLError):  # noqa: N801
+    value = 10
+
+
+class NVMLError_Uninitialized(NVMLError):  # noqa: N801
+    value = 1
+
+
+nvmlEventTypeXidCriticalError = 0x0000000000000008  # noqa: N816 - pynvml's spelling
+NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of an event outside MIG
+EVENT_FUNCTIONS = ("nvmlEventSetCreate", "nvmlDeviceRegisterEvents", "nvmlEventSetWait_v2", "nvmlEventSetFree")
+
+
+class EventSet:
+    def __init__(self) -> None:
+        self.handles: set[int] = set()
+        self.queue: queue.Queue = queue.Queue()
+        self.freed = False
+        self.waiting = 0  # waits in progress
+        self.freed_while_waiting = False
+
+
 def utilization(gpu: float, memory: float) -> SimpleNamespace:
     return SimpleNamespace(gpu=gpu, memory=memory)
 
@@ -59,14 +89,31 @@ class FakeNVML:
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
+    NVMLError_Timeout = NVMLError_Timeout
 
-    def __init__(self, gpus: list[dict], init_error: Exception | None = None, driver: str = "550.54.15"):
+    def __init__(
+        self,
+        gpus: list[dict],
+        init_error: Exception | None = None,
+        driver: str = "550.54.15",
+        events: str = "supported",
+    ):
+        assert events in ("supported", "unsupported", "missing")
         self.gpus = gpus
         self.init_error = init_error
         self.driver = driver
+        self.events = events
         self.calls: Counter[str] = Counter()
         self.initialized = False
         self.shut_down = False
+        self.event_sets: list[EventSet] = []
+        self.sets_in_use_at_shutdown: int | None = None
+        # Errors the next waits raise (before anything queued), e.g. a GPU gone missing.
+        self.wait_errors: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        if events == "missing":
+            for name in EVENT_FUNCTIONS:
+                setattr(self, name, None)  # getattr(nvml, name, None) finds nothing usable
 
     def _answer(self, name: str, handle: int, *key):
         self.calls[name] += 1
@@ -82,6 +129,8 @@ class FakeNVML:
         self.initialized = True
 
     def nvmlShutdown(self):
+        # A set still in use when NVML shuts down would be a bug in the collector.
+        self.sets_in_use_at_shutdown = sum(not s.freed for s in self.event_sets)
         self.shut_down = True
 
     def nvmlSystemGetDriverVersion(self):
@@ -158,6 +207,72 @@ class FakeNVML:
     def nvmlDeviceGetMigDeviceHandleByIndex(self, h, slot):
         return self._answer("mig_device", h, slot)
 
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        return self._answer("energy_mj", h)
+
+    # --- events ---
+
+    def nvmlEventSetCreate(self):
+        self.calls["event_set_create"] += 1
+        event_set = EventSet()
+        with self._lock:
+            self.event_sets.append(event_set)
+        return event_set
+
+    def nvmlDeviceRegisterEvents(self, h, event_types, event_set):
+        assert event_types == nvmlEventTypeXidCriticalError
+        assert not event_set.freed
+        if self.events == "unsupported":
+            self.calls["register_events"] += 1
+            raise NVMLError_NotSupported()
+        self._answer("register_events", h)
+        event_set.handles.add(h)
+
+    def nvmlEventSetWait_v2(self, event_set, timeout_ms):
+        self.calls["event_set_wait"] += 1
+        if event_set.freed:
+            raise NVMLError_Uninitialized()
+        try:
+            raise self.wait_errors.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            event_set.waiting += 1
+        try:
+            return event_set.queue.get(timeout=timeout_ms / 1000.0)
+        except queue.Empty:
+            raise NVMLError_Timeout() from None
+        finally:
+            with self._lock:
+                event_set.waiting -= 1
+
+    def nvmlEventSetFree(self, event_set):
+        assert not event_set.freed, "an event set freed twice"
+        with self._lock:
+            event_set.freed_while_waiting = event_set.waiting > 0
+            event_set.freed = True
+
+    def raise_xid(self, index: int, xid: int, count: int = 1) -> None:
+        """What the driver does on an XID error: an event on every set the GPU is registered on."""
+        with self._lock:
+            sets = [s for s in self.event_sets if index in s.handles and not s.freed]
+        for event_set in sets:
+            for _ in range(count):
+                event_set.queue.put(
+                    SimpleNamespace(
+                        device=index,
+                        eventType=nvmlEventTypeXidCriticalError,
+                        eventData=xid,
+                        gpuInstanceId=NO_INSTANCE,
+                        computeInstanceId=NO_INSTANCE,
+                    )
+                )
+
+    def events_waiting(self) -> int:
+        """Events queued that no wait has taken yet."""
+        with self._lock:
+            return sum(s.queue.qsize() for s in self.event_sets)
+
 
 def a100(**overrides) -> dict:
     """An A100 that answers everything: busy, power-capped, two compute processes."""
@@ -183,6 +298,8 @@ def a100(**overrides) -> dict:
         "encoder": [0, 167000],  # [percent, sampling period in µs]
         "decoder": [4, 167000],
         "mig_mode": [0, 0],  # [current, pending]: off
+        "energy_mj": 123_456_789,  # since the driver loaded
+        "register_events": None,  # XID events: supported
     }
     gpu.update(overrides)
     return gpu
@@ -212,6 +329,8 @@ def consumer_card(**overrides) -> dict:
         "encoder": [12, 167000],
         "decoder": [0, 167000],
         "mig_mode": NVMLError_NotSupported(),  # no MIG on desktop cards
+        "energy_mj": NVMLError_NotSupported(),  # an older card without the energy counter
+        "register_events": NVMLError_NotSupported(),  # no XID events either
     }
     gpu.update(overrides)
     return gpu

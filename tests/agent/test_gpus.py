@@ -1,14 +1,20 @@
-"""The GPU collector against a fake NVML: every field, unsupported fields, no NVML at all."""
+"""The GPU collector against a fake NVML: every field, unsupported fields, XID events, no NVML at all."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.agent import fake_nvml
 from tests.agent.fake_nvml import FakeNVML, a100, consumer_card
+from trainwatch_agent.collectors import xid as xid_module
 from trainwatch_agent.collectors.gpus import GpuCollector, throttle_reason_names
+from trainwatch_agent.collectors.xid import XidWatcher
 
 A100_0 = {
     "gpu_index": 0,
@@ -41,6 +47,8 @@ A100_0 = {
     "decoder_util_percent": 4.0,
     "mig_mode": False,
     "mig_instances": 0,
+    "energy_joules_total": 123456.789,
+    "xid_errors": [],
 }
 
 RTX_1 = {
@@ -70,13 +78,34 @@ RTX_1 = {
     "decoder_util_percent": 0.0,
     "mig_mode": None,
     "mig_instances": None,
+    "energy_joules_total": None,
+    "xid_errors": None,
 }
+
+_collectors: list[GpuCollector] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_collectors():
+    """Every collector a test starts is closed after it, so that no event thread outlives its test."""
+    yield
+    while _collectors:
+        _collectors.pop().close()
 
 
 def started(nvml) -> GpuCollector:
-    collector = GpuCollector(nvml)
+    collector = GpuCollector(nvml, xid_wait_ms=20)  # a short wait keeps close() quick
+    _collectors.append(collector)
     collector.start()
     return collector
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Polls `condition` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the XID event thread"
+        time.sleep(0.005)
 
 
 def test_it_reads_every_field_of_every_gpu(recorded_psutil):
@@ -202,3 +231,122 @@ def test_it_names_throttle_reasons_from_the_bit_mask():
         "hw_power_brake_slowdown",
         "display_clock_setting",
     ]
+
+
+# --- energy ---
+
+
+@pytest.mark.parametrize(
+    ("millijoules", "joules"),
+    [(5_000_123, 5000.123), (0, 0.0), (2**63 - 1, None), (2**64 - 1, None), (-1, None)],
+)
+def test_the_energy_counter_is_sent_in_joules(recorded_psutil, millijoules, joules):
+    gpu = started(FakeNVML([a100(energy_mj=millijoules)])).collect()["gpus"][0]
+    assert gpu["energy_joules_total"] == joules
+
+
+def test_an_energy_counter_the_gpu_lacks_is_null_and_not_asked_for_again(recorded_psutil):
+    nvml = FakeNVML([consumer_card()])
+    collector = started(nvml)
+    for _ in range(3):
+        assert collector.collect()["gpus"][0]["energy_joules_total"] is None
+    assert nvml.calls["energy_mj"] == 1
+
+
+# --- XID errors ---
+
+
+def test_an_xid_error_appears_once_in_the_next_sample_of_its_gpu(recorded_psutil):
+    nvml = FakeNVML([a100(), a100(uuid="GPU-2")])
+    collector = started(nvml)
+    assert [g["xid_errors"] for g in collector.collect()["gpus"]] == [[], []]
+    before = datetime.now(UTC)
+    nvml.raise_xid(1, 79)
+    wait_until(lambda: collector.xid.pending(1) == 1)
+    after = datetime.now(UTC)
+    gpus = collector.collect()["gpus"]
+    assert gpus[0]["xid_errors"] == []
+    [event] = gpus[1]["xid_errors"]
+    assert event["xid"] == 79
+    assert event["at"].endswith("+00:00")
+    assert before <= datetime.fromisoformat(event["at"]) <= after
+    # Taken by that sample: the next one has nothing.
+    assert [g["xid_errors"] for g in collector.collect()["gpus"]] == [[], []]
+
+
+def test_at_most_64_xid_errors_per_gpu_go_in_one_sample(recorded_psutil, caplog):
+    nvml = FakeNVML([a100()])
+    collector = started(nvml)
+    for number in range(1, 71):
+        nvml.raise_xid(0, number)
+    wait_until(lambda: collector.xid.pending(0) == 70)
+    with caplog.at_level(logging.WARNING, logger=xid_module.__name__):
+        events = collector.collect()["gpus"][0]["xid_errors"]
+    assert [e["xid"] for e in events] == list(range(1, 65))  # the first 64
+    assert "6 are dropped" in caplog.text
+    assert collector.collect()["gpus"][0]["xid_errors"] == []
+
+
+@pytest.mark.parametrize("events", ["unsupported", "missing"])
+def test_without_xid_events_the_field_is_null_and_the_rest_still_read(recorded_psutil, events):
+    nvml = FakeNVML([a100(), consumer_card()], events=events)
+    collector = started(nvml)
+    assert collector.collect() == {"gpus": [{**A100_0, "xid_errors": None}, RTX_1]}
+    assert collector.xid.thread is None
+    assert collector.xid.status.startswith("no XID events")
+    collector.close()
+    assert all(s.freed for s in nvml.event_sets)  # a set no GPU registered on is freed at once
+    assert nvml.shut_down
+
+
+def test_close_stops_the_event_thread_before_nvml_shuts_down(recorded_psutil):
+    nvml = FakeNVML([a100(), consumer_card()])
+    collector = started(nvml)
+    thread = collector.xid.thread
+    assert thread.is_alive()
+    collector.close()
+    assert not thread.is_alive()
+    [event_set] = nvml.event_sets
+    assert event_set.freed and not event_set.freed_while_waiting
+    assert nvml.sets_in_use_at_shutdown == 0
+    assert nvml.shut_down
+
+
+def test_the_event_thread_survives_nvml_errors_and_logs_them_once(caplog):
+    nvml = FakeNVML([a100()])
+    for _ in range(3):
+        nvml.wait_errors.put(fake_nvml.NVMLError_Unknown())
+    watcher = XidWatcher(nvml, [(0, 0)], fake_nvml.nvmlEventTypeXidCriticalError, wait_ms=20, backoff_s=0.01)
+    with caplog.at_level(logging.DEBUG, logger=xid_module.__name__):
+        watcher.start()
+        try:
+            nvml.raise_xid(0, 48)
+            wait_until(lambda: watcher.pending(0) == 1)
+            assert [e["xid"] for e in watcher.drain(0)] == [48]
+            assert watcher.thread.is_alive()
+        finally:
+            watcher.close()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "waiting for XID events failed" in warnings[0].getMessage()
+
+
+def test_a_sample_with_energy_and_xid_errors_passes_the_servers_validation(recorded_psutil, sys_block):
+    from monitoring.validation import parse_body
+    from trainwatch_agent.collectors import Sampler
+    from trainwatch_agent.transport import agent_info, encode
+
+    nvml = FakeNVML([a100(), consumer_card()])
+    sampler = Sampler(nvml=nvml, sys_block=sys_block)
+    sampler.start()
+    try:
+        nvml.raise_xid(0, 79)
+        wait_until(lambda: sampler.gpus.xid.pending(0) == 1)
+        sample = sampler.sample()
+    finally:
+        sampler.close()
+    parsed = parse_body(encode(sample, agent_info({})))
+    kept, sent = parsed.gpus[0], sample["gpus"][0]
+    assert kept["energy_joules_total"] == sent["energy_joules_total"] == 123456.789
+    assert [e["xid"] for e in kept["xid_errors"]] == [79]
+    assert kept["xid_errors"][0]["at"] == datetime.fromisoformat(sent["xid_errors"][0]["at"])
+    assert parsed.gpus[1]["xid_errors"] is None

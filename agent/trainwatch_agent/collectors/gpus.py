@@ -8,8 +8,11 @@ loses those fields. A field NVML reports as not supported is not asked for again
 Beyond the contract's fields each GPU carries fan_percent, SM and memory clocks (now and
 maximum), throttle_reasons (the active clock-event reasons, by name), ECC error counts
 (volatile: since the driver was last loaded), its compute processes, PCIe throughput each way
-(NVML samples it over 20 ms), video encoder and decoder utilization, and MIG: whether it is on
-and how many GPU instances exist (null where the GPU has no MIG).
+(NVML samples it over 20 ms), video encoder and decoder utilization, MIG: whether it is on
+and how many GPU instances exist (null where the GPU has no MIG), its total energy since the
+driver loaded (joules), and the XID errors NVML reported since the previous sample. XID errors
+arrive as NVML events, not readings: a thread started with the collector waits for them (see
+xid.py); a GPU NVML will not report them for has `xid_errors: null`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import psutil
 
 from trainwatch_agent import values
+from trainwatch_agent.collectors.xid import XidWatcher
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ NVML_VOLATILE_ECC = 0
 NVML_PCIE_UTIL_TX_BYTES = 0
 NVML_PCIE_UTIL_RX_BYTES = 1
 NVML_DEVICE_MIG_ENABLE = 1
+NVML_EVENT_TYPE_XID_CRITICAL_ERROR = 0x0000000000000008  # nvmlEventTypeXidCriticalError
 
 # nvmlClocksEventReason* / nvmlClocksThrottleReason* bits, in NVML's order.
 THROTTLE_REASONS = (
@@ -71,8 +76,10 @@ def _import_pynvml() -> Any:
 class GpuCollector:
     """Reads every GPU NVML can see; `nvml` is the pynvml module (tests pass a fake)."""
 
-    def __init__(self, nvml: Any = None) -> None:
+    def __init__(self, nvml: Any = None, *, xid_wait_ms: int = 500) -> None:
         self._nvml = nvml
+        self._xid_wait_ms = xid_wait_ms
+        self.xid: XidWatcher | None = None
         self._handles: list[tuple[int, Any]] = []
         self._static: dict[tuple[int, str], Any] = {}
         self._unsupported: set[tuple[int, str]] = set()
@@ -111,12 +118,27 @@ class GpuCollector:
         self.status = f"{len(self._handles)} GPU(s) via NVML" + (
             f", driver {values.text(driver, 64)}" if driver else ""
         )
+        if self._handles:
+            self.xid = XidWatcher(nvml, self._handles, NVML_EVENT_TYPE_XID_CRITICAL_ERROR, wait_ms=self._xid_wait_ms)
+            try:
+                self.xid.start()
+            except Exception:  # a bug there must not cost the GPUs' readings
+                log.exception("the XID event watcher failed to start")
+                with contextlib.suppress(Exception):
+                    self.xid.close()
+                self.xid = None
+            else:
+                log.info("%s", self.xid.status)
 
     def _disable(self, reason: str) -> None:
         self._handles = []
         self.status = f"no GPUs: {reason}"
 
     def close(self) -> None:
+        # The event thread stops and its event set is freed before NVML shuts down.
+        xid, self.xid = self.xid, None
+        if xid is not None:
+            xid.close()
         if self._handles:
             self._handles = []
             with contextlib.suppress(Exception):  # shutting down anyway
@@ -205,6 +227,8 @@ class GpuCollector:
             "encoder_util_percent": _sampled_percent(call(index, "nvmlDeviceGetEncoderUtilization", handle)),
             "decoder_util_percent": _sampled_percent(call(index, "nvmlDeviceGetDecoderUtilization", handle)),
             **self._mig(index, handle),
+            "energy_joules_total": _millijoules(call(index, "nvmlDeviceGetTotalEnergyConsumption", handle)),
+            "xid_errors": self.xid.drain(index) if self.xid is not None else None,
         }
 
     def _mig(self, index: int, handle: Any) -> dict[str, Any]:
@@ -273,6 +297,13 @@ class GpuCollector:
 def _milliwatts(value: Any) -> float | None:
     number = values.non_negative(value)
     return None if number is None else round(number / 1000.0, 2)
+
+
+def _millijoules(value: Any) -> float | None:
+    """NVML's energy counter is in millijoules (an unsigned 64-bit count since the driver loaded)."""
+    number = values.counter(value)
+    # To the millijoule; beyond 1e15 J (no real counter) the server would refuse the number.
+    return None if number is None else values.non_negative(number / 1000.0, 3)
 
 
 def _kilobytes(value: Any) -> float | None:
