@@ -1,13 +1,15 @@
-"""The ingest API: one sample from an agent into the hypertables.
+"""The ingest API: one sample, or a batch of them, from an agent into the hypertables.
 
-One request, one transaction: the snapshot, its GPU and disk rows and the server's
+One request, one transaction: the snapshots, their GPU, disk and XID rows and the server's
 bookkeeping are written together or not at all. A resent sample (same server and
-`collected_at`) answers with what was stored the first time and writes nothing.
+`collected_at`) writes nothing; alone, it answers with what was stored the first time. In a
+batch each sample is checked on its own: the refused are listed, the rest stored.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 
 from django.conf import settings
 from django.core.validators import slug_re
@@ -19,8 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from .models import MonitoredServer
 from .queue import request_classification
 from .responses import error, json_response, unavailable
-from .store import prepared_cursor, store_sample
-from .validation import SampleError, check_not_in_future, parse_body
+from .store import prepared_cursor, store_sample, store_samples
+from .validation import Batch, SampleError, check_not_in_future, parse_any
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +52,59 @@ def _token(request: HttpRequest) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def _read_body(request: HttpRequest) -> bytes | None:
-    """The body, or None when it is over the limit (checked before reading it all)."""
-    limit = settings.MONITORING_INGEST_MAX_BODY_BYTES
+class BodyError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def body_limit() -> int:
+    """The most bytes a body may have (inflated): a batch's limit while batches are on."""
+    single = settings.MONITORING_INGEST_MAX_BODY_BYTES
+    return max(single, settings.MONITORING_INGEST_MAX_BATCH_BYTES) if settings.MONITORING_INGEST_MAX_BATCH else single
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    """The body, inflated if gzip; BodyError when it is over the limit (checked before reading it
+    all, and while inflating) or cannot be inflated."""
+    limit = body_limit()
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > limit:
-        return None
+        raise BodyError(413, f"body is larger than {limit} bytes")
     if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # No Content-Length: Django sees an empty body, but the server decodes the chunks.
         raw = request.META["wsgi.input"].read(limit + 1)
     else:
         raw = request.read(limit + 1)
-    return None if len(raw) > limit else raw
+    if len(raw) > limit:
+        raise BodyError(413, f"body is larger than {limit} bytes")
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding in ("gzip", "x-gzip"):
+        return inflate(raw, limit)
+    raise BodyError(415, f"Content-Encoding {encoding[:20]!r} is not supported; send gzip or nothing")
+
+
+def inflate(data: bytes, limit: int) -> bytes:
+    """A gzip body inflated, stopping as soon as it passes `limit` bytes (a small body that
+    inflates to gigabytes costs at most limit bytes of memory). Several members are read on."""
+    out = bytearray()
+    try:
+        while data:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise BodyError(413, f"body inflates to more than {limit} bytes")
+            if not inflater.eof:
+                raise BodyError(400, "body: the gzip data is cut short")
+            data = inflater.unused_data
+    except zlib.error as exc:
+        raise BodyError(400, f"body: not valid gzip ({exc})") from None
+    return bytes(out)
 
 
 @csrf_exempt
@@ -85,7 +125,10 @@ def ingest_metrics(request: HttpRequest, server_slug: str) -> HttpResponse:
 def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
     # The body first, while no database connection is held: a client that sends it slowly
     # must not keep one of the pool's connections from everyone else.
-    raw = _read_body(request)
+    try:
+        raw, body_error = _read_body(request), None
+    except BodyError as exc:
+        raw, body_error = b"", exc
     server = _find_server(server_slug)
     if server is None:
         return error(404, f"unknown server {server_slug!r}; register it with manage.py register_server")
@@ -97,11 +140,19 @@ def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
     if not server.is_active:
         return error(403, f"server {server.slug!r} is disabled")
 
-    if raw is None:
-        return error(413, f"body is larger than {settings.MONITORING_INGEST_MAX_BODY_BYTES} bytes")
+    if body_error is not None:
+        return error(body_error.status, str(body_error))
     now = timezone.now()
     try:
-        sample = parse_body(raw)
+        parsed = parse_any(raw, now, settings.MONITORING_FUTURE_TOLERANCE_SECONDS, settings.MONITORING_INGEST_MAX_BATCH)
+    except SampleError as exc:
+        return error(400, str(exc))
+    if isinstance(parsed, Batch):
+        return _ingest_batch(server, parsed, now)
+    if len(raw) > settings.MONITORING_INGEST_MAX_BODY_BYTES:
+        return error(413, f"body is larger than {settings.MONITORING_INGEST_MAX_BODY_BYTES} bytes")
+    sample = parsed
+    try:
         check_not_in_future(sample, now, settings.MONITORING_FUTURE_TOLERANCE_SECONDS)
     except SampleError as exc:
         return error(400, str(exc))
@@ -116,16 +167,48 @@ def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
         return error(400, "sample: refused by the database; check the values' ranges")
     if created or snapshot["bottleneck"] is None:
         transaction.on_commit(lambda: request_classification(server.id))
-    return json_response(
-        {
-            "ok": True,
-            "server": {
-                "id": server.id,
-                "slug": server.slug,
-                "name": server.name,
-                "hostname": sample.agent.get("hostname", server.hostname),
-                "is_active": server.is_active,
-            },
-            "snapshot": snapshot,
-        }
-    )
+    return json_response({"ok": True, "server": _server_block(server, sample.agent), "snapshot": snapshot})
+
+
+def _server_block(server: MonitoredServer, agent: dict) -> dict:
+    return {
+        "id": server.id,
+        "slug": server.slug,
+        "name": server.name,
+        "hostname": agent.get("hostname", server.hostname),
+        "is_active": server.is_active,
+    }
+
+
+def _ingest_batch(server: MonitoredServer, batch: Batch, now) -> HttpResponse:
+    """Store every sample of a batch that passed, in one transaction; list the refused."""
+    refused = list(batch.refused)
+    samples = [sample for _, sample in batch.samples]
+    written: dict = {}
+    if samples:
+        try:
+            with transaction.atomic():
+                written = store_samples(server.id, samples, batch.agent, now)
+        except (DataError, IntegrityError) as exc:
+            # A value the validator let through but the database refused: find it by storing the
+            # samples one at a time, in time order, each in a savepoint of its own.
+            log.warning("ingest: a batch of %s refused by the database: %s", server.slug, exc)
+            written = {}
+            for index, sample in sorted(batch.samples, key=lambda item: item[1].collected_at):
+                try:
+                    with transaction.atomic():
+                        written.update(store_samples(server.id, [sample], batch.agent, now))
+                except (DataError, IntegrityError):
+                    refused.append({"index": index, "error": f"samples[{index}]: refused by the database"})
+            refused.sort(key=lambda item: item["index"])
+            samples = [s for i, s in batch.samples if all(r["index"] != i for r in refused)]
+    if written:
+        transaction.on_commit(lambda: request_classification(server.id))
+    body = {
+        "ok": bool(samples),
+        "server": _server_block(server, batch.agent),
+        "accepted": len(written),
+        "duplicates": len(samples) - len(written),
+        "refused": refused,
+    }
+    return json_response(body, status=200 if samples else 400)

@@ -225,9 +225,11 @@ def struct(name: str, rule: Rule) -> type[msgspec.Struct]:
 
 
 class Envelope(msgspec.Struct):
-    """The recommended form, {"sample": ..., "agent": ...}, read without looking inside either."""
+    """The recommended form, {"sample": ..., "agent": ...}, or a batch, {"samples": [...],
+    "agent": ...}, read without looking inside any of them."""
 
     sample: msgspec.Raw = msgspec.Raw()
+    samples: msgspec.Raw = msgspec.Raw()
     agent: msgspec.Raw = msgspec.Raw()
 
 

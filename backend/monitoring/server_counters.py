@@ -15,32 +15,41 @@ from __future__ import annotations
 
 from datetime import datetime
 
+# What ingest's `snap` CTE returns of each snapshot it wrote, beside id and collected_at, for
+# the server's "latest" figures.
+LATEST_COLUMNS = "gpu_top_util_percent"
 # The server-bookkeeping CTEs of ingest's one statement. They expect a CTE `snap` that returns
-# the inserted snapshot (no row when it was already stored) and read the parameters server, at,
-# now, gpu_top_util_percent, interval (seconds since the previous sample, or null) and what the
-# agent says about itself: agent_version, agent_hostname, agent_platform, agent_python,
-# agent_labels (null keeps the stored value).
+# the snapshots it inserted (none for samples already stored) with collected_at and
+# LATEST_COLUMNS, and read the parameters server, now, snap_collected_at and interval (per
+# sample: seconds since the previous sample, or null) and what the agent says about itself:
+# agent_version, agent_hostname, agent_platform, agent_python, agent_labels (null keeps the
+# stored value).
 INGEST_CTES = """
+written AS (
+    -- The newest snapshot written now.
+    SELECT s.collected_at AS at, s.gpu_top_util_percent AS top, v.interval
+    FROM snap s JOIN unnest(%(snap_collected_at)s::timestamptz[], %(interval)s::float8[]) AS v (at, interval)
+        ON v.at = s.collected_at
+    ORDER BY s.collected_at DESC LIMIT 1
+),
 newest AS (
-    -- Whether this sample is the server's newest: only then does it set the "latest" figures.
-    SELECT EXISTS (SELECT FROM snap) AND (latest_snapshot_at IS NULL OR latest_snapshot_at < %(at)s) AS yes
-    FROM monitoring_monitoredserver WHERE id = %(server)s
+    -- Whether it is the server's newest: only then does it set the "latest" figures.
+    SELECT w.at, w.top, w.interval FROM monitoring_monitoredserver m, written w
+    WHERE m.id = %(server)s AND (m.latest_snapshot_at IS NULL OR m.latest_snapshot_at < w.at)
 ),
 server AS (
     UPDATE monitoring_monitoredserver SET
         last_seen_at = %(now)s,
         snapshot_count = snapshot_count + (SELECT count(*) FROM snap),
-        latest_snapshot_at = CASE WHEN newest.yes THEN %(at)s ELSE latest_snapshot_at END,
-        latest_gpu_top_util_percent = CASE WHEN newest.yes
-            THEN %(gpu_top_util_percent)s::float8 ELSE latest_gpu_top_util_percent END,
-        sample_interval_seconds = CASE WHEN newest.yes AND %(interval)s::float8 IS NOT NULL
-            THEN %(interval)s::float8 ELSE sample_interval_seconds END,
+        latest_snapshot_at = coalesce((SELECT at FROM newest), latest_snapshot_at),
+        latest_gpu_top_util_percent = CASE WHEN EXISTS (SELECT FROM newest)
+            THEN (SELECT top FROM newest) ELSE latest_gpu_top_util_percent END,
+        sample_interval_seconds = coalesce((SELECT interval FROM newest), sample_interval_seconds),
         last_agent_version = COALESCE(%(agent_version)s::text, last_agent_version),
         hostname = COALESCE(%(agent_hostname)s::text, hostname),
         agent_platform = COALESCE(%(agent_platform)s::text, agent_platform),
         agent_python = COALESCE(%(agent_python)s::text, agent_python),
         agent_labels = COALESCE(%(agent_labels)s::jsonb, agent_labels)
-    FROM newest
     WHERE id = %(server)s
 )""".strip()
 

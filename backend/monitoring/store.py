@@ -1,9 +1,11 @@
-"""Writing one sample: rates derived from the previous sample, then every row in one statement.
+"""Writing samples: rates derived from the previous sample, then every row in one statement.
 
 The hot path of ingest, so it talks to psycopg directly with server-side binding and
-prepared statements: one query reads the previous sample (with its disks), one
-statement writes the snapshot, its GPU and disk rows and the server's bookkeeping
-(data-modifying CTEs), all inside the request's transaction.
+prepared statements. One sample or a batch of them goes the same way: one query reads the
+stored sample before the first (with its devices' counters), rates are derived in time order
+(each sample from the one before it, in the batch or stored), and one statement writes every
+snapshot, GPU, disk and XID row and the server's bookkeeping (data-modifying CTEs over
+arrays), all inside the request's transaction.
 """
 
 from __future__ import annotations
@@ -39,29 +41,39 @@ TABLES = {"gpu": "monitoring_gpusample", "disk": "monitoring_disksample"}
 XID_COLUMNS = (("gpu_index", "smallint"), ("xid", "integer"), ("occurred_at", "timestamptz"))
 
 
-def _unnest_insert(name: str, table: str, columns) -> str:
+def _arrays_of(name: str, columns) -> str:
+    return ", ".join(f"%({name}_{c})s::{t}[]" for c, t in columns)
+
+
+def _rows_insert(name: str, table: str, columns) -> str:
+    """Insert one array per column (rows of every sample, `collected_at` first), keeping only the
+    rows of snapshots this statement wrote: a resent sample writes nothing."""
     names = ", ".join(c for c, _ in columns)
-    arrays = ", ".join(f"%({name}_{c})s::{t}[]" for c, t in columns)
     return (
-        f"{name} AS (INSERT INTO {table} (server_id, collected_at, {names}) "
-        f"SELECT %(server)s, %(at)s, * FROM unnest({arrays}) WHERE EXISTS (SELECT FROM snap) "
-        "ON CONFLICT DO NOTHING)"
+        f"{name} AS (INSERT INTO {table} (server_id, {names}) "
+        f"SELECT %(server)s, r.* FROM unnest({_arrays_of(name, columns)}) AS r ({names}) "
+        "WHERE r.collected_at IN (SELECT collected_at FROM snap) ON CONFLICT DO NOTHING)"
     )
 
 
-_SNAPSHOT_COLUMNS = HOST_COLUMNS + DERIVED_COLUMNS
+AT = (("collected_at", "timestamptz"),)
+SNAPSHOT_COLUMNS = (
+    *AT,
+    *((m.name, m.sql) for m in (*catalogue.columns("host", derived=False), *catalogue.columns("host", derived=True))),
+)
 WRITE_SQL = f"""
 WITH snap AS (
-    INSERT INTO monitoring_snapshot (server_id, collected_at, received_at, {", ".join(_SNAPSHOT_COLUMNS)})
-    VALUES (%(server)s, %(at)s, %(now)s, {", ".join(f"%({c})s" for c in _SNAPSHOT_COLUMNS)})
+    INSERT INTO monitoring_snapshot (server_id, received_at, {", ".join(c for c, _ in SNAPSHOT_COLUMNS)})
+    SELECT %(server)s, %(now)s, s.* FROM unnest({_arrays_of("snap", SNAPSHOT_COLUMNS)})
+        AS s ({", ".join(c for c, _ in SNAPSHOT_COLUMNS)})
     ON CONFLICT (server_id, collected_at) DO NOTHING
-    RETURNING id
+    RETURNING id, collected_at, {server_counters.LATEST_COLUMNS}
 ),
-{_unnest_insert("gpus", TABLES["gpu"], DEVICE_COLUMNS["gpu"])},
-{_unnest_insert("disks", TABLES["disk"], DEVICE_COLUMNS["disk"])},
-{_unnest_insert("xids", "monitoring_xiderror", XID_COLUMNS)},
+{_rows_insert("gpus", TABLES["gpu"], (*AT, *DEVICE_COLUMNS["gpu"]))},
+{_rows_insert("disks", TABLES["disk"], (*AT, *DEVICE_COLUMNS["disk"]))},
+{_rows_insert("xids", "monitoring_xiderror", (*AT, *XID_COLUMNS))},
 {server_counters.INGEST_CTES}
-SELECT id FROM snap
+SELECT collected_at, id FROM snap
 """
 
 HOST_COUNTERS = catalogue.counters("host")
@@ -90,6 +102,10 @@ ORDER BY s.collected_at DESC LIMIT 1
 
 # The figures the ingest response's snapshot echoes, as the catalogue names them there.
 ECHOED = tuple(m for m in catalogue.block("host") if m.echo)
+STORED_INSIDE_SQL = """
+SELECT collected_at FROM monitoring_snapshot
+WHERE server_id = %(server)s AND collected_at > %(first)s AND collected_at <= %(last)s
+"""
 STORED_SQL = f"""
 SELECT id, bottleneck_label, {", ".join(m.name for m in ECHOED)}
 FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
@@ -118,41 +134,107 @@ def prepared_cursor() -> Iterator[psycopg.Cursor]:
 
 def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> tuple[dict, bool]:
     """Write one sample atomically; returns (the snapshot as the ingest API shows it, created)."""
-    at = sample.collected_at
-    with transaction.atomic(), prepared_cursor() as cursor:
-        previous = _previous(cursor, server_id, at)
-        gpus = derive_device_fields("gpu", sample.gpus, previous, at)
-        disks = derive_device_fields("disk", sample.disks, previous, at)
-        derived = derive_snapshot_fields(sample.host, {"gpu": gpus, "disk": disks}, previous, at)
-        interval = (at - previous.collected_at).total_seconds() if previous else None
-        params = {"server": server_id, "at": at, "now": now, "interval": interval, **sample.host, **derived}
-        params.update(_arrays("gpus", DEVICE_COLUMNS["gpu"], gpus))
-        params.update(_arrays("disks", DEVICE_COLUMNS["disk"], disks))
-        params.update(_arrays("xids", XID_COLUMNS, xid_rows(gpus)))
-        labels = agent.get("labels")
-        params.update(
-            agent_version=agent.get("version"),
-            agent_hostname=agent.get("hostname"),
-            agent_platform=agent.get("platform"),
-            agent_python=agent.get("python"),
-            agent_labels=Jsonb(labels) if labels is not None else None,
-        )
-        cursor.execute(WRITE_SQL, params, prepare=True)
-        row = cursor.fetchone()
-        if row is not None:
-            snapshot = {"id": row[0], "bottleneck": None, **{m.echo: params[m.name] for m in ECHOED}}
+    with transaction.atomic():
+        written = store_samples(server_id, [sample], agent, now)
+        at = sample.collected_at
+        if at in written:
+            snapshot_id, echoed = written[at]
+            snapshot = {"id": snapshot_id, "bottleneck": None, **echoed}
         else:
             # Already stored: answer with what was stored the first time.
-            cursor.execute(STORED_SQL, {"server": server_id, "at": at}, prepare=True)
-            snapshot = dict(zip(("id", "bottleneck", *(m.echo for m in ECHOED)), cursor.fetchone()))
+            with prepared_cursor() as cursor:
+                cursor.execute(STORED_SQL, {"server": server_id, "at": at}, prepare=True)
+                snapshot = dict(zip(("id", "bottleneck", *(m.echo for m in ECHOED)), cursor.fetchone()))
     snapshot["collected_at"] = at.isoformat()
-    return snapshot, row is not None
+    return snapshot, at in written
+
+
+def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datetime) -> dict[datetime, tuple]:
+    """Write samples (in any order, each with its collected_at) in one statement, inside the
+    caller's transaction or one of its own. A sample already stored, or twice in `samples`, is
+    written once. Returns, per collected_at written now, (snapshot id, the echoed figures)."""
+    unique = sorted({s.collected_at: s for s in reversed(samples)}.values(), key=lambda s: s.collected_at)
+    with transaction.atomic(), prepared_cursor() as cursor:
+        rows = _derive(cursor, server_id, unique)
+        params = {"server": server_id, "now": now, "interval": [r[3] for r in rows]}
+        params.update(
+            _arrays("snap", SNAPSHOT_COLUMNS, [{"collected_at": s.collected_at, **s.host, **d} for s, _, d, _ in rows])
+        )
+        params.update(_arrays("gpus", (*AT, *DEVICE_COLUMNS["gpu"]), [g for _, dev, _, _ in rows for g in dev["gpu"]]))
+        params.update(
+            _arrays("disks", (*AT, *DEVICE_COLUMNS["disk"]), [d for _, dev, _, _ in rows for d in dev["disk"]])
+        )
+        params.update(_arrays("xids", (*AT, *XID_COLUMNS), [x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])]))
+        params.update(_agent_params(agent))
+        cursor.execute(WRITE_SQL, params, prepare=True)
+        written = dict(cursor.fetchall())
+    return {
+        sample.collected_at: (written[sample.collected_at], _echo(sample.host, derived))
+        for sample, _, derived, _ in rows
+        if sample.collected_at in written
+    }
+
+
+def _echo(host: dict, derived: dict) -> dict:
+    return {m.echo: host[m.name] if m.name in host else derived[m.name] for m in ECHOED}
+
+
+def _agent_params(agent: dict) -> dict:
+    labels = agent.get("labels")
+    return {
+        "agent_version": agent.get("version"),
+        "agent_hostname": agent.get("hostname"),
+        "agent_platform": agent.get("platform"),
+        "agent_python": agent.get("python"),
+        "agent_labels": Jsonb(labels) if labels is not None else None,
+    }
+
+
+def _derive(cursor: psycopg.Cursor, server_id: int, samples: list[Sample]) -> list[tuple]:
+    """Per sample, oldest first: (sample, its device rows with what ingest derives, its derived
+    host figures, seconds since the previous sample or None). Each sample's previous is the one
+    before it in the batch, unless a stored sample lies between them; the first's is stored."""
+    gap = timedelta(seconds=settings.MONITORING_RATE_MAX_GAP_SECONDS)
+    stored_inside: list[datetime] = []
+    if len(samples) > 1:
+        cursor.execute(
+            STORED_INSIDE_SQL,
+            {"server": server_id, "first": samples[0].collected_at, "last": samples[-1].collected_at},
+            prepare=True,
+        )
+        stored_inside = [row[0] for row in cursor.fetchall()]
+    rows, before = [], None
+    for sample in samples:
+        at = sample.collected_at
+        if before is None or any(before.collected_at < t < at for t in stored_inside):
+            previous = _previous(cursor, server_id, at)
+        else:
+            previous = before if at - before.collected_at <= gap else None
+        devices = {
+            block: derive_device_fields(block, getattr(sample, f"{block}s"), previous, at) for block in DEVICE_BLOCKS
+        }
+        derived = derive_snapshot_fields(sample.host, devices, previous, at)
+        interval = (at - previous.collected_at).total_seconds() if previous else None
+        rows.append((sample, devices, derived, interval))
+        before = _as_previous(sample)
+    return rows
+
+
+def _as_previous(sample: Sample) -> Previous:
+    """A sample's counters, as the next sample of a batch takes its rates from them."""
+    devices = {}
+    for block in DEVICE_BLOCKS:
+        key = catalogue.DEVICE_KEYS[block][0]
+        devices[block] = {
+            row[key]: {c: row.get(c) for c in DEVICE_COUNTERS[block]} for row in getattr(sample, f"{block}s")
+        }
+    return Previous(sample.collected_at, {c: sample.host.get(c) for c in HOST_COUNTERS}, devices)
 
 
 def _arrays(prefix: str, columns, rows: list[dict]) -> dict:
     params = {}
     for column, kind in columns:
-        values = [row[column] for row in rows]
+        values = [row.get(column) for row in rows]
         if kind == "jsonb":
             values = [None if v is None else Jsonb(v) for v in values]
         params[f"{prefix}_{column}"] = values
@@ -161,7 +243,12 @@ def _arrays(prefix: str, columns, rows: list[dict]) -> dict:
 
 def xid_rows(gpus: list[dict]) -> list[dict]:
     return [
-        {"gpu_index": gpu["gpu_index"], "xid": event["xid"], "occurred_at": event["at"]}
+        {
+            "collected_at": gpu["collected_at"],
+            "gpu_index": gpu["gpu_index"],
+            "xid": event["xid"],
+            "occurred_at": event["at"],
+        }
         for gpu in gpus
         for event in gpu.get("xid_errors") or ()
     ]
@@ -206,13 +293,16 @@ def _from_counter(metric: catalogue.Metric, now: dict, before: dict, seconds: fl
 def derive_device_fields(block: str, rows: list[dict], previous: Previous | None, at: datetime) -> list[dict]:
     """A device block's rows with the metrics ingest derives from the previous sample's counters."""
     derived = DEVICE_DERIVED[block]
-    if not derived:
-        return rows
     seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
     key = catalogue.DEVICE_KEYS[block][0]
     before = previous.devices[block] if previous else {}
     return [
-        {**row, **{m.name: _from_counter(m, row, before.get(row[key], {}), seconds) for m in derived}} for row in rows
+        {
+            **row,
+            "collected_at": at,
+            **{m.name: _from_counter(m, row, before.get(row[key], {}), seconds) for m in derived},
+        }
+        for row in rows
     ]
 
 

@@ -152,22 +152,8 @@ def _agent(raw) -> dict[str, Any]:
     return clean
 
 
-def _parse(raw: bytes) -> Sample:
-    """The body's sample and agent, or _Refused / SampleError."""
-    try:
-        envelope = schema.ENVELOPE.decode(raw)
-    except _UNREADABLE as exc:
-        raise _Refused("body", (), exc) from None
-    if envelope.sample:
-        agent = envelope.agent
-        if agent and bytes(memoryview(agent)[:1]) not in (b"{", b"n"):
-            raise SampleError("agent: must be an object")
-        sample = _decode("sample", ("sample",), schema.SAMPLE_DECODER, envelope.sample)
-    else:
-        # The minimal form: the body is the sample itself.
-        agent = None
-        sample = _decode("sample", (), schema.SAMPLE_DECODER, raw)
-
+def _build(sample) -> Sample:
+    """A decoded sample's checks beyond single fields, and its parts."""
     moment = None if sample.collected_at is None else parse_timestamp("sample.collected_at", sample.collected_at)
     # What is left of the sample's fields once the lists and the timestamp are out: the host's.
     host = msgspec.to_builtins(sample)
@@ -177,7 +163,28 @@ def _parse(raw: bytes) -> Sample:
     _check_disks(disks)
     if all(v is None for v in host.values()) and not gpus and not disks:
         raise SampleError("sample: has none of the known metric fields")
-    return Sample(collected_at=moment, host=host, gpus=gpus, disks=disks, agent=_agent(agent))
+    return Sample(collected_at=moment, host=host, gpus=gpus, disks=disks)
+
+
+def _parse(raw: bytes) -> Sample:
+    """The body's sample and agent, or _Refused / SampleError."""
+    try:
+        envelope = schema.ENVELOPE.decode(raw)
+    except _UNREADABLE as exc:
+        raise _Refused("body", (), exc) from None
+    if not envelope.sample:
+        # The minimal form: the body is the sample itself.
+        return _parse_sample(raw)
+    agent = envelope.agent
+    if agent and bytes(memoryview(agent)[:1]) not in (b"{", b"n"):
+        raise SampleError("agent: must be an object")
+    sample = _build(_decode("sample", ("sample",), schema.SAMPLE_DECODER, envelope.sample))
+    sample.agent = _agent(agent)
+    return sample
+
+
+def _parse_sample(raw: bytes) -> Sample:
+    return _build(_decode("sample", (), schema.SAMPLE_DECODER, raw))
 
 
 def _reject_constant(name: str):
@@ -250,23 +257,101 @@ def _message(refused: _Refused, doc: Any) -> str:
     return f"{path}: {schema.reason(rule, _value(doc, [*refused.keys, *steps]))}"
 
 
-def parse_body(raw: bytes) -> Sample:
-    """Parse and validate an ingest body (either form of the contract)."""
+def _read(raw: bytes, parse) -> Sample:
+    """parse(raw); when msgspec refuses it, the problem worded from the value sent, as Python's
+    json reads it (and a second try where msgspec is stricter than the contract)."""
     raw = _storable(raw)
     try:
-        return _parse(raw)
+        return parse(raw)
     except _Refused as exc:
         refused = exc
-    # Refused: what is wrong is worded from the value sent, as Python's json reads the body.
     doc = _json(raw)
     if _second_chance(refused):
         try:
-            return _parse(_storable(json.dumps(_as_msgspec_reads(doc)).encode()))
+            return parse(_storable(json.dumps(_as_msgspec_reads(doc)).encode()))
         except _Refused as exc:
             refused = exc
         except RecursionError as exc:
             raise SampleError(f"body: invalid JSON: {exc}") from None
     raise SampleError(_message(refused, doc))
+
+
+def parse_body(raw: bytes) -> Sample:
+    """Parse and validate an ingest body (either single-sample form of the contract)."""
+    return _read(raw, _parse)
+
+
+@dataclass
+class Batch:
+    """The batch form: the samples that passed (with their index in the body) and the refused."""
+
+    samples: list[tuple[int, Sample]]
+    refused: list[dict[str, Any]]
+    agent: dict[str, Any]
+
+
+_SAMPLES = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _batch_item(index: int, raw: bytes, now: datetime, tolerance_seconds: int) -> Sample:
+    """One sample of a batch, checked exactly as a single one; errors name `samples[i]`."""
+    try:
+        sample = _read(raw, _parse_sample)
+        if sample.collected_at is None:
+            raise SampleError("sample.collected_at: is required in a batch")
+        check_not_in_future(sample, now, tolerance_seconds)
+    except SampleError as exc:
+        message = str(exc)
+        if message.startswith("sample"):
+            message = message[len("sample") :]
+        elif message == "body: must be a JSON object":
+            message = ": must be an object"
+        else:
+            message = ": " + message.removeprefix("body: ")
+        raise SampleError(f"samples[{index}]{message}") from None
+    return sample
+
+
+def parse_any(raw: bytes, now: datetime, tolerance_seconds: int, max_batch: int) -> Sample | Batch:
+    """A single sample (either form of the contract; its future check is the caller's) or, for a
+    body with `samples`, a batch: each sample checked on its own, so that one bad sample costs
+    only itself. A batch as a whole is refused (SampleError) only when it is not a list of 1 to
+    max_batch items or its agent block is bad. max_batch 0: batches are off."""
+    try:
+        envelope = schema.ENVELOPE.decode(_storable(raw))
+    except _UNREADABLE:
+        return parse_body(raw)  # worded there
+    if not envelope.samples or envelope.sample:
+        return parse_body(raw)
+    if max_batch <= 0:
+        raise SampleError("samples: this server takes one sample per request (batches are turned off)")
+    try:
+        items = _SAMPLES.decode(envelope.samples)
+    except _UNREADABLE:
+        raise SampleError("samples: must be a list of samples") from None
+    if not items:
+        raise SampleError("samples: must have at least one sample")
+    if len(items) > max_batch:
+        raise SampleError(f"samples: must have at most {max_batch} samples")
+    agent_raw = envelope.agent
+    if agent_raw and bytes(memoryview(agent_raw)[:1]) not in (b"{", b"n"):
+        raise SampleError("agent: must be an object")
+    agent = _read_agent(agent_raw)
+    samples, refused = [], []
+    for index, item in enumerate(items):
+        try:
+            samples.append((index, _batch_item(index, bytes(item), now, tolerance_seconds)))
+        except SampleError as exc:
+            refused.append({"index": index, "error": str(exc)})
+    return Batch(samples, refused, agent)
+
+
+def _read_agent(raw) -> dict[str, Any]:
+    try:
+        return _agent(raw)
+    except _Refused as exc:
+        doc = _json(bytes(raw))
+        raise SampleError(_message(exc, {"agent": doc})) from None
 
 
 def check_not_in_future(sample: Sample, now: datetime, tolerance_seconds: int) -> None:

@@ -281,6 +281,10 @@ CELERY_BEAT_SCHEDULE = {
 # --- TrainWatch ----------------------------------------------------------------
 # Largest ingest body accepted; bigger ones get 413.
 MONITORING_INGEST_MAX_BODY_BYTES = env_int("MONITORING_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# The batch form: at most this many samples per request (0 turns batches off) in a body of at
+# most this many bytes, inflated.
+MONITORING_INGEST_MAX_BATCH = env_int("MONITORING_INGEST_MAX_BATCH", 1000, minimum=0)
+MONITORING_INGEST_MAX_BATCH_BYTES = env_int("MONITORING_INGEST_MAX_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
 # Counters become rates only against a previous sample at most this old.
 MONITORING_RATE_MAX_GAP_SECONDS = env_int("MONITORING_RATE_MAX_GAP_SECONDS", 300, minimum=1)
 # A sample stamped further than this in the future is refused (a node's clock is off).
