@@ -75,6 +75,10 @@ def test_ingest_responses_match_the_spec(fed_box, retired_box, ingest, settings)
     check(path, "post", ingest.send(fed_box, body))
     check(path, "post", ingest.send(fed_box, samples.body(samples.now_minus(58))))  # a resend, classified
     check(path, "post", ingest.send(fed_box, None, raw=b"{"))
+    start = samples.now_minus(30)
+    batch = {"samples": [samples.sample(start), samples.sample(start, cpu_usage_percent=-1)]}
+    check(path, "post", ingest.send(fed_box, batch))  # one stored, one refused
+    check(path, "post", ingest.send(fed_box, {"samples": [{"cpu_usage_percent": 1}]}))  # all refused
     check(path, "post", ingest.post(fed_box.slug, body, token="wrong"))
     check(path, "post", ingest.send(retired_box, body))
     check(path, "post", ingest.post("missing", body, token="x"))
