@@ -120,7 +120,8 @@ def reset_database() -> None:
     relations = [f.relation(t) for t in tiers.TIERS for f in tiers.FAMILIES]
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_tierdirty, "
+            "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_xiderror, "
+            "monitoring_tierdirty, "
             f"monitoring_monitoredserver, {', '.join(relations)} CASCADE"
         )
 
@@ -195,6 +196,7 @@ def copy_ceiling(servers, samples_count: int) -> float:
     """Samples/s when the same rows are COPYed straight into the three hypertables."""
     from django.db import connection
 
+    from monitoring import catalogue
     from monitoring.models import MonitoredServer
     from tests import samples
 
@@ -202,7 +204,7 @@ def copy_ceiling(servers, samples_count: int) -> float:
     template = samples.sample(None, gpus=GPUS, disks=DISKS)
     start = datetime.now(UTC) - timedelta(days=30)
     host_cols = [c for c in samples.BASE_SAMPLE]
-    gpu_cols = [c for c in template["gpus"][0] if c != "gpu_index"]
+    gpu_cols = [m.name for m in catalogue.columns("gpu", derived=False) if m.name in template["gpus"][0]]
     disk_cols = [c for c in template["disks"][0] if c != "device"]
     began = time.perf_counter()
     with connection.cursor() as cursor:
@@ -264,6 +266,79 @@ def measure_ingest(
     return http, lag, cpu
 
 
+def post_batches(base_url: str, servers, batch_size: int, total: int, clients: int) -> dict:
+    """`clients` threads POST gzip batches of `batch_size` samples, each thread for its own servers,
+    until `total` samples are sent: samples/s and per-request latency."""
+    import gzip
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from tests import samples
+
+    start = datetime.now(UTC) - timedelta(hours=6)
+    template = samples.sample(None, gpus=GPUS, disks=DISKS)
+    per_client = total // clients
+    latencies: list[float] = []
+    failures = [0]
+
+    def client(number: int) -> None:
+        session = requests.Session()
+        mine = servers[number::clients]
+        sent, step = 0, 0
+        while sent < per_client:
+            slug, token = mine[step % len(mine)]
+            first = (step // len(mine)) * batch_size
+            body = {"samples": []}
+            for i in range(min(batch_size, per_client - sent)):
+                item = dict(template)
+                item["collected_at"] = (start + timedelta(seconds=STEP_SECONDS * (first + i))).isoformat()
+                body["samples"].append(item)
+            data = gzip.compress(json.dumps(body).encode(), 1)
+            began = time.perf_counter()
+            response = session.post(
+                f"{base_url}/api/ingest/servers/{slug}/metrics/",
+                data=data,
+                headers={"X-Monitoring-Token": token, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+                timeout=60,
+            )
+            latencies.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 200 or response.json()["accepted"] != len(body["samples"]):
+                failures[0] += 1
+            sent += len(body["samples"])
+            step += 1
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    seconds = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "samples": per_client * clients,
+        "seconds": seconds,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "max_ms": latencies[-1],
+        "errors": failures[0],
+    }
+
+
+def measure_batches(env: dict, batch_size: int, total: int, clients: int, server_count: int, web_workers: int):
+    reset_database()
+    servers = register_servers(server_count)
+    procs = Processes()
+    try:
+        base_url = procs.web(env, web_workers)
+        procs.worker(env, 1)
+        time.sleep(2)
+        result = post_batches(base_url, servers, batch_size, total, clients)
+        lag = classification_lag()
+    finally:
+        procs.stop_all()
+    reset_database()
+    return result, lag
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
@@ -279,6 +354,8 @@ def main() -> None:
     parser.add_argument("--worker-concurrency", type=int, default=1, help="Celery worker processes (default 1)")
     parser.add_argument("--copy-samples", type=int, default=50000, help="samples for the COPY ceiling")
     parser.add_argument("--beat", action="store_true", help="run Celery beat too (tier refresh, sweeper)")
+    parser.add_argument("--batch-sizes", default="50,500", help="batch sizes to measure (default 50,500)")
+    parser.add_argument("--batch-samples", type=int, default=40000, help="samples sent per batch size")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of tables")
     args = parser.parse_args()
 
@@ -299,6 +376,10 @@ def main() -> None:
     if args.json:
         print(json.dumps({"rate": http["requests"] / http["seconds"], **http, **lag}))
         return
+    batches = {
+        size: measure_batches(env, size, args.batch_samples, 4, args.servers, args.web_workers)
+        for size in (int(b) for b in args.batch_sizes.split(",") if b)
+    }
     servers = register_servers(args.servers)
     copy_rate = copy_ceiling(servers, args.copy_samples)
     reset_database()
@@ -326,8 +407,24 @@ def main() -> None:
                 for worker_class, (run_http, run_lag, _) in runs.items()
             ]
             + [
+                [
+                    f"HTTP ingest, gzip batches of {size} (4 clients)",
+                    f"{run['samples'] / run['seconds']:,.0f}",
+                    f"{run['p50_ms']:.1f}",
+                    f"{run['p99_ms']:.1f}",
+                    f"{run['max_ms']:.1f}",
+                    run["errors"],
+                    f"{run_lag['lag_p50_s']:.2f} / {run_lag['lag_p95_s']:.2f}",
+                ]
+                for size, (run, run_lag) in batches.items()
+            ]
+            + [
                 ["COPY into hypertables (ceiling)", f"{copy_rate:,.0f}", "", "", "", "", ""],
                 ["ratio HTTP / COPY", f"{rate / copy_rate:.2f}", "", "", "", "", ""],
+            ]
+            + [
+                [f"ratio batches of {size} / COPY", f"{run['samples'] / run['seconds'] / copy_rate:.2f}"] + [""] * 5
+                for size, (run, _) in batches.items()
             ],
         )
     )

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from monitoring.catalogue import XID_MEANINGS
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server
 from tests import samples
 from tests.browser.conftest import chart_lengths, fleet_states, history_requests, sign_in, wait_drawn
 from tests.conftest import IngestClient, make_user, register
 
-GPU_CHARTS = {"gpu-util", "gpu-memory", "gpu-temperature", "gpu-power"}
+GPU_CHARTS = {"gpu-util", "gpu-memory", "gpu-temperature", "gpu-power", "gpu-pcie"}
 HOST_CHARTS = {"bottleneck", "cpu", "memory", "disk-io", "disk-util", "network"}
 
 
@@ -132,8 +133,26 @@ def test_the_selected_server_shows_its_bottleneck_figures_and_every_chart(alice_
     assert all(abs(n - expected) <= 2 for n in lengths.values()), lengths
     assert page.locator("#charts canvas").count() == len(lengths)
     counts = page.evaluate("window.trainwatch.seriesCounts()")
-    assert counts["gpu-util"] == counts["gpu-temperature"] == 2
+    assert counts["gpu-util"] == counts["gpu-temperature"] == counts["gpu-pcie"] == 2
     assert counts["disk-util"] == 2
+    # Series labels and single-metric chart titles are the catalogue's, as the page's config carries it.
+    metrics = page.evaluate("window.TW.config.metrics")
+    labels = page.evaluate("window.trainwatch.charts.cpu.series.slice(1).map(s => s.label)")
+    assert labels == [metrics["host"]["cpu_usage_percent"]["title"], metrics["host"]["cpu_iowait_percent"]["title"]]
+    network = page.evaluate("window.trainwatch.charts.network.series.slice(1).map(s => s.label)")
+    assert network == [metrics["host"]["network_rx_bps"]["title"], metrics["host"]["network_tx_bps"]["title"]]
+    for chart, metric in (
+        ("gpu-util", "utilization_gpu_percent"),
+        ("gpu-temperature", "temperature_c"),
+        ("gpu-power", "energy_w"),  # the seeded history knows each point's energy: average power
+        ("gpu-pcie", "pcie_rx_bytes_per_s"),
+    ):
+        expect(page.locator(f"#chart-{chart} h3 .title")).to_have_text(metrics["gpu"][metric]["title"])
+    # The power chart names what the GPUs used over the window: the sum of its points' energy.
+    energy = page.locator("#chart-gpu-power h3 .energy")
+    expect(energy).to_have_text(re.compile(r"^\d+(\.\d+)? k?Wh in this window$"))
+    joules = sum(g["energy_joules"] or 0 for p in api_points(page, "gpu-box-01", 60) for g in p["gpus"])
+    assert float(energy.get_attribute("data-joules")) == pytest.approx(joules, rel=0.02)
     # The timeline's key names the labels of the window with their share of it.
     expect(page.locator("#chart-bottleneck .band-key .chip").first).to_have_text(re.compile(r"\d+%$"))
 
@@ -246,15 +265,18 @@ def test_dragging_zooms_every_chart_and_the_cursor_is_shared(alice_page, fleet):
 # --- live updates and empty states ---------------------------------------------------------------------
 
 
-def feed(node, count: int, *, first_step: int = 0, end=None) -> None:
+def feed(node, count: int, *, first_step: int = 0, end=None, edit=None) -> None:
     """`count` samples 2 s apart, the last at `end` (now by default), as an agent sends them;
-    the CPU reads one point more at each step, so that every sample differs."""
+    the CPU reads one point more at each step, so that every sample differs. `edit(step, sample)`,
+    if given, may change a sample before it is sent."""
     end = end or timezone.now()
     ingest = IngestClient()
     for i in range(count):
         at = end - timedelta(seconds=2 * (count - 1 - i))
         step = first_step + i
         sample = samples.sample(at, gpus=2, disks=1, step=step, cpu_usage_percent=float(10 + step % 50))
+        if edit:
+            edit(step, sample)
         response = ingest.send(node, {"sample": sample})
         assert response.status_code == 200, response.content
 
@@ -358,3 +380,78 @@ def test_the_gpu_table_shows_pcie_traffic_mig_and_the_video_engines(alice_page, 
     expect(rows.nth(0)).not_to_contain_text("MIG")
     expect(rows.nth(1)).to_contain_text("MIG: 3 instances")
     expect(rows.nth(1)).to_contain_text("video encoder 40%")
+
+
+def xid_on(step: int, gpu: int, xid: int):
+    """An `edit` for feed: the sample of `step` reports `xid` on GPU `gpu`, a second before it."""
+
+    def edit(at_step: int, sample: dict) -> None:
+        if at_step == step:
+            at = datetime.fromisoformat(sample["collected_at"]) - timedelta(seconds=1)
+            sample["gpus"][gpu]["xid_errors"] = [{"xid": xid, "at": at.isoformat()}]
+
+    return edit
+
+
+def test_xid_errors_are_marked_on_the_gpu_charts_and_in_the_gpu_table(alice_page, tier_db):
+    node = register("xid-box", "XID Box")
+    start = timezone.now()
+    # 2 minutes of samples; GPU 1 fell off the bus early in them (before what a refresh reads again).
+    feed(node, 60, end=start, edit=xid_on(5, 1, 79))
+    page = alice_page
+    page.goto("/?server=xid-box&range=15m")
+    wait_drawn(page)
+
+    rows = page.locator("table.gpus tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator(".chip.xid")).to_have_count(0)
+    badge = rows.nth(1).locator(".chip.xid")
+    expect(badge).to_have_text("XID 79")
+    expect(badge).to_have_attribute("data-count", "1")
+    fell_off = f"XID 79 on GPU 1: {XID_MEANINGS[79]}"
+    expect(badge).to_have_attribute("title", re.compile(re.escape(fell_off)))
+    # Average power from the energy counter (600 J every 2 s), titled as the catalogue titles it.
+    average = page.evaluate("window.TW.config.metrics.gpu.energy_w.title")
+    expect(rows.nth(0).locator(".avg-power")).to_have_text(f"{average} 300 W")
+
+    # Every GPU chart marks the error at its time; the host charts do not.
+    assert set(chart_lengths(page)) == HOST_CHARTS | GPU_CHARTS
+    for chart in GPU_CHARTS:
+        mark = page.locator(f"#chart-{chart} .xid-mark")
+        expect(mark).to_have_count(1)
+        expect(mark).to_have_attribute("data-xids", "79")
+        expect(mark).to_have_attribute("data-gpus", "1")
+        expect(mark).to_have_attribute("title", re.compile(re.escape(fell_off)))
+    expect(page.locator("#chart-cpu .xid-mark")).to_have_count(0)
+    # The line stands where the error happened on the time axis.
+    at = page.evaluate("window.trainwatch.state.history.xids[0].at")
+    left, expected = page.evaluate(
+        """(at) => {
+            const u = window.trainwatch.charts["gpu-util"];
+            const mark = document.querySelector("#chart-gpu-util .xid-mark");
+            return [parseFloat(mark.style.left), u.valToPos(Date.parse(at) / 1000, "x")];
+        }""",
+        at,
+    )
+    assert left == pytest.approx(expected, abs=0.5)
+
+    # The power chart plots average power (300 W) rather than NVML's reading (311 W), with the
+    # window's energy: 59 intervals of 600 J on each of 2 GPUs, 70.8 kJ.
+    assert page.evaluate("window.trainwatch.charts['gpu-power'].data[1].at(-1)") == pytest.approx(300)
+    energy = page.locator("#chart-gpu-power h3 .energy")
+    expect(energy).to_have_text("19.7 Wh in this window")
+    assert float(energy.get_attribute("data-joules")) == pytest.approx(59 * 2 * 600)
+    # The PCIe chart: host to device, per GPU (samples.gpu: 6.5 GB/s).
+    assert page.evaluate("window.trainwatch.charts['gpu-pcie'].data[2].at(-1)") == pytest.approx(6.5e9)
+
+    # A refresh reads only the newest minute: it adds a new error and keeps the earlier one.
+    newest = start + timedelta(seconds=4)
+    feed(node, 2, first_step=60, end=newest, edit=xid_on(61, 0, 13))
+    page.wait_for_function("() => document.querySelectorAll('#chart-gpu-util .xid-mark').length === 2", timeout=15_000)
+    assert all(int(r["minutes"]) <= 2 for r in history_requests(page)[1:])
+    marks = page.locator("#chart-gpu-util .xid-mark")
+    expect(marks.nth(0)).to_have_attribute("data-xids", "79")
+    expect(marks.nth(1)).to_have_attribute("data-xids", "13")
+    expect(marks.nth(1)).to_have_attribute("title", re.compile(re.escape(f"XID 13 on GPU 0: {XID_MEANINGS[13]}")))
+    expect(rows.nth(0).locator(".chip.xid")).to_have_text("XID 13")
+    expect(rows.nth(1).locator(".chip.xid")).to_have_text("XID 79")

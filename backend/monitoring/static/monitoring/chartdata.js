@@ -1,6 +1,7 @@
 /* TrainWatch dashboard: what the charts plot. Which charts a server gets and the series of each
-   (from the GPUs and disks its points show), and the points of /api/metrics/history/ indexed
-   and cut into uPlot's columns. No drawing here: charts.js draws what this describes. */
+   (from the GPUs and disks its points show; titles and units from the metrics catalogue), the
+   points of /api/metrics/history/ indexed and cut into uPlot's columns, the window's GPU energy
+   and its XID errors. No drawing here: charts.js draws what this describes. */
 (function () {
   "use strict";
   const TW = window.TW;
@@ -9,54 +10,79 @@
   // Series colours for up to 8 GPUs or disks; more repeat them dashed.
   const PALETTE = ["#3b82f6", "#22c55e", "#f59e0b", "#ef4444", "#a855f7", "#06b6d4", "#ec4899", "#84cc16"];
 
+  /* How people read each metric comes from the server's catalogue (TW.metric, from TW.config.metrics):
+     the series' labels, the titles of single-metric charts and every chart's unit. The page keeps
+     only which charts there are, how their series group, their group titles and their colours.
+     UNIT_KINDS maps the catalogue's units to the kinds charts.js draws; any other unit is drawn as a
+     plain number followed by it. */
+  const UNIT_KINDS = { "%": "pct", "B/s": "rate", "°C": "celsius", W: "watts", J: "energy" };
+
+  function titleOf(block, name) {
+    return TW.metric(block, name).title;
+  }
+  // A chart's unit, from one of its metrics: `unit` the kind charts.js draws, `suffix` the catalogue's own.
+  function unitOf(block, name) {
+    const unit = TW.metric(block, name).unit;
+    return { unit: UNIT_KINDS[unit] || "plain", suffix: unit };
+  }
+
   /* The charts of one server: which ones, and which series each has. `shape` lists the GPU indices
-     and disk devices seen in the points; a change of shape rebuilds the charts. */
+     and disk devices seen in the points; a change of shape rebuilds the charts. GPU charts carry
+     `xids` (the XID errors are marked on them); the power chart carries `energy` when the window's
+     energy is known (its total shows beside the title). */
   function specsFor(shape) {
-    const gpuSeries = (field) =>
+    const host = (name, color, extra) =>
+      Object.assign({ label: titleOf("host", name), color, get: (p) => p[name] }, extra);
+    const gpuSeries = (get) =>
       shape.gpus.map((idx, i) => ({
         label: "GPU " + idx,
         color: PALETTE[i % PALETTE.length],
         dash: i >= PALETTE.length,
-        get: (p) => (p.gpuBy[idx] ? p.gpuBy[idx][field] : null),
+        get: (p) => (p.gpuBy[idx] ? (get(p.gpuBy[idx]) ?? null) : null),
       }));
+    const gpuChart = (id, name, extra, get) =>
+      Object.assign(
+        {
+          id,
+          title: titleOf("gpu", name),
+          ...unitOf("gpu", name),
+          xids: true,
+          series: gpuSeries(get || ((g) => g[name])),
+        },
+        extra,
+      );
     const specs = [
       { id: "bottleneck", title: "Bottleneck", kind: "band" },
       {
         id: "cpu",
         title: "CPU",
-        unit: "pct",
-        series: [
-          { label: "Usage", color: "#3b82f6", get: (p) => p.cpu_usage_percent, fill: true },
-          { label: "I/O wait", color: "#f59e0b", get: (p) => p.cpu_iowait_percent },
-        ],
+        ...unitOf("host", "cpu_usage_percent"),
+        series: [host("cpu_usage_percent", "#3b82f6", { fill: true }), host("cpu_iowait_percent", "#f59e0b")],
       },
       {
         id: "memory",
         title: "Memory",
-        unit: "pct",
-        series: [
-          { label: "Memory", color: "#a855f7", get: (p) => p.memory_percent, fill: true },
-          { label: "Swap", color: "#ef4444", get: (p) => p.swap_percent },
-        ],
+        ...unitOf("host", "memory_percent"),
+        series: [host("memory_percent", "#a855f7", { fill: true }), host("swap_percent", "#ef4444")],
       },
       {
         id: "disk-io",
         title: "Disk throughput",
-        unit: "rate",
+        ...unitOf("host", "disk_read_bps"),
         series: [
-          { label: "Read", color: "#22c55e", get: (p) => p.disk_read_bps, fill: true },
-          { label: "Write", color: "#ef4444", get: (p) => p.disk_write_bps },
+          host("disk_read_bps", "#22c55e", { fill: true }),
+          host("disk_write_bps", "#ef4444"),
           // Per device, off until clicked in the legend: the totals answer the usual question.
           ...(shape.disks.length > 1
             ? shape.disks.flatMap((dev, i) => [
                 {
-                  label: dev + " read",
+                  label: dev + ": " + titleOf("disk", "read_bps"),
                   color: PALETTE[(i + 2) % 8],
                   show: false,
                   get: (p) => diskField(p, dev, "read_bps"),
                 },
                 {
-                  label: dev + " write",
+                  label: dev + ": " + titleOf("disk", "write_bps"),
                   color: PALETTE[(i + 2) % 8],
                   dash: true,
                   show: false,
@@ -70,40 +96,42 @@
         id: "disk-util",
         title: "Disk utilization",
         subtitle: "busy time, per device",
-        unit: "pct",
+        ...unitOf("disk", "util_percent"),
         series: shape.disks.length
           ? shape.disks.map((dev, i) => ({
               label: dev,
               color: PALETTE[i % 8],
               get: (p) => diskField(p, dev, "util_percent"),
             }))
-          : [{ label: "Busiest disk", color: PALETTE[0], get: (p) => p.disk_util_percent }],
+          : [host("disk_util_percent", PALETTE[0])],
       },
     ];
     if (shape.network) {
       specs.push({
         id: "network",
         title: "Network",
-        unit: "rate",
-        series: [
-          { label: "Received", color: "#06b6d4", get: (p) => p.network_rx_bps, fill: true },
-          { label: "Sent", color: "#ec4899", get: (p) => p.network_tx_bps },
-        ],
+        ...unitOf("host", "network_rx_bps"),
+        series: [host("network_rx_bps", "#06b6d4", { fill: true }), host("network_tx_bps", "#ec4899")],
       });
     }
     if (shape.gpus.length) {
       specs.push(
-        { id: "gpu-util", title: "GPU utilization", unit: "pct", series: gpuSeries("utilization_gpu_percent") },
-        {
-          id: "gpu-memory",
-          title: "GPU memory",
-          subtitle: "used, of each GPU's total",
-          unit: "pct",
-          series: gpuSeries("memory_percent"),
-        },
-        { id: "gpu-temperature", title: "GPU temperature", unit: "celsius", series: gpuSeries("temperature_c") },
+        gpuChart("gpu-util", "utilization_gpu_percent"),
+        gpuChart("gpu-memory", "memory_percent", { subtitle: "used, of each GPU's total" }),
+        gpuChart("gpu-temperature", "temperature_c", { subtitle: "per GPU" }),
       );
-      if (shape.power) specs.push({ id: "gpu-power", title: "GPU power", unit: "watts", series: gpuSeries("power_w") });
+      // Average power over each point (from the energy counter) where known, else NVML's reading.
+      if (shape.power) {
+        specs.push(
+          gpuChart(
+            "gpu-power",
+            shape.energy ? "energy_w" : "power_w",
+            { subtitle: "per GPU", energy: shape.energy },
+            (g) => g.energy_w ?? g.power_w,
+          ),
+        );
+      }
+      if (shape.pcie) specs.push(gpuChart("gpu-pcie", "pcie_rx_bytes_per_s", { subtitle: "host to device, per GPU" }));
     }
     return specs;
   }
@@ -137,11 +165,16 @@
     const disks = new Set();
     let network = false;
     let power = false;
+    let energy = false;
+    let pcie = false;
     for (const p of points) {
       if (p.gap) continue;
       for (const k in p.gpuBy) {
+        const g = p.gpuBy[k];
         gpus.add(Number(k));
-        if (p.gpuBy[k].power_w != null) power = true;
+        if (g.power_w != null || g.energy_w != null) power = true;
+        if (g.energy_joules != null) energy = true;
+        if (g.pcie_rx_bytes_per_s != null) pcie = true;
       }
       for (const k in p.diskBy) disks.add(k);
       if (p.network_rx_bps != null || p.network_tx_bps != null) network = true;
@@ -151,6 +184,8 @@
       disks: [...disks].sort(),
       network,
       power,
+      energy,
+      pcie,
     };
   }
 
@@ -164,5 +199,26 @@
     return [x, ...spec.series.map((s) => points.map((p) => (p.gap ? null : (s.get(p) ?? null))))];
   }
 
-  TW.chartData = { specsFor, prepare, shapeOf, columns };
+  /* The GPUs' energy over the points within `scale` ([min, max] in seconds), in joules: each point
+     holds what each GPU used over its span. Null when no point in it knows. */
+  function energyJoules(points, scale) {
+    let total = null;
+    for (const p of points) {
+      if (p.gap || p.t < scale[0] || p.t > scale[1]) continue;
+      for (const k in p.gpuBy) {
+        const j = p.gpuBy[k].energy_joules;
+        if (j != null) total = (total || 0) + j;
+      }
+    }
+    return total;
+  }
+
+  /* The window's XID errors (the history's `xid_errors`, oldest first) with their times in seconds. */
+  function xidEvents(events) {
+    return (events || [])
+      .map((e) => Object.assign({ t: Date.parse(e.at) / 1000 }, e))
+      .filter((e) => !Number.isNaN(e.t));
+  }
+
+  TW.chartData = { specsFor, prepare, shapeOf, columns, energyJoules, xidEvents, UNIT_KINDS };
 })();

@@ -7,7 +7,7 @@
   "use strict";
   const TW = window.TW;
   const { fmt, labels, h } = TW;
-  const { specsFor, shapeOf, columns } = TW.chartData;
+  const { specsFor, shapeOf, columns, energyJoules, xidEvents } = TW.chartData;
 
   const SYNC_KEY = "trainwatch";
   const PLOT_HEIGHT = 170;
@@ -24,12 +24,24 @@
   function nice(v, digits) {
     return v.toLocaleString("en-US", { maximumFractionDigits: digits });
   }
+  // Unit kinds, as chartdata.js names them from the catalogue's units (its UNIT_KINDS).
   const UNITS = {
     pct: { value: (v) => fmt.pct(v, 1), axis: (v) => nice(v, 0) + "%", range: () => [0, 100] },
     rate: { value: fmt.rate, axis: (v) => (v === 0 ? "0" : fmt.rate(v)), range: zeroBased },
     celsius: { value: fmt.celsius, axis: (v) => nice(v, 0) + " °C", range: (u, min, max) => padded(min, max, 5) },
     watts: { value: fmt.watts, axis: (v) => nice(v, 0) + " W", range: zeroBased },
+    energy: { value: fmt.energy, axis: (v) => (v === 0 ? "0" : fmt.energy(v)), range: zeroBased },
   };
+  // A chart's unit; one the page has no kind for is a plain number followed by the catalogue's unit.
+  function unitOf(spec) {
+    if (UNITS[spec.unit]) return UNITS[spec.unit];
+    const suffix = spec.suffix ? " " + spec.suffix : "";
+    return {
+      value: (v) => (v == null ? fmt.DASH : fmt.number(v, 1) + suffix),
+      axis: (v) => nice(v, 1) + suffix,
+      range: zeroBased,
+    };
+  }
   function zeroBased(u, min, max) {
     return [0, max > 0 ? max * 1.08 : 1];
   }
@@ -62,7 +74,7 @@
       grid: { stroke: () => theme.grid, width: 1 },
       ticks: { show: false },
       space: 28,
-      values: unit ? (u, splits) => splits.map((v) => (v == null ? "" : UNITS[unit].axis(v))) : () => [],
+      values: unit ? (u, splits) => splits.map((v) => (v == null ? "" : unit.axis(v))) : () => [],
     };
   }
   // The legend's time: with seconds while points are seconds apart.
@@ -122,10 +134,10 @@
   }
 
   function lineOptions(spec, width, handlers, resolution) {
-    const unit = UNITS[spec.unit];
+    const unit = unitOf(spec);
     const opts = baseOptions(width, handlers, PLOT_HEIGHT + 40);
     opts.scales = { x: { time: true }, y: { range: unit.range } };
-    opts.axes = [xAxis(true), yAxis(spec.unit)];
+    opts.axes = [xAxis(true), yAxis(unit)];
     opts.series = [
       timeSeries(resolution),
       ...spec.series.map((s) => ({
@@ -160,6 +172,40 @@
     ];
     opts.hooks.draw = [(u) => drawBand(u, resolution.value)];
     return opts;
+  }
+
+  /* XID errors on a GPU chart: a dashed line at each, over the plot (uPlot's overlay), whose title
+     names the errors. Errors a few pixels apart share one line. Redrawn after every draw (new data,
+     zoom, resize); each line is a .xid-mark with data-xids and data-gpus for tests. */
+  const XID_MERGE_PX = 4;
+  function drawXids(u, events) {
+    let layer = u.over.querySelector(".xid-marks");
+    if (!layer) {
+      layer = h("div", { class: "xid-marks" });
+      u.over.append(layer);
+    }
+    const { min, max } = u.scales.x;
+    const groups = [];
+    if (min != null && max != null) {
+      for (const e of events) {
+        if (e.t < min || e.t > max) continue;
+        const left = u.valToPos(e.t, "x");
+        const last = groups[groups.length - 1];
+        if (last && left - last.left < XID_MERGE_PX) last.events.push(e);
+        else groups.push({ left, events: [e] });
+      }
+    }
+    layer.replaceChildren(
+      ...groups.map((g) =>
+        h("span", {
+          class: "xid-mark",
+          style: "left:" + g.left.toFixed(1) + "px",
+          title: g.events.map((e) => fmt.xid(e, true)).join("\n"),
+          "data-xids": g.events.map((e) => e.xid).join(" "),
+          "data-gpus": g.events.map((e) => e.gpu_index).join(" "),
+        }),
+      ),
+    );
   }
 
   // The timeline: one coloured stretch per run of the same label.
@@ -200,6 +246,7 @@
       this.cards = {};
       this.shapeKey = null;
       this.resolution = { value: 2 };
+      this.xids = []; // the window's XID errors, marked on the GPU charts
       this.resize = new ResizeObserver(() => this.fit());
       this.resize.observe(container);
       matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
@@ -211,6 +258,7 @@
     /* model: {points (from chartData.prepare), resolution, scale: [min, max]} */
     update(model) {
       this.resolution.value = model.resolution || 2;
+      this.xids = xidEvents(model.xids);
       const shape = shapeOf(model.points);
       const key = JSON.stringify(shape);
       if (key !== this.shapeKey) this.build(shape, key);
@@ -222,11 +270,21 @@
           u.setScale("x", { min: model.scale[0], max: model.scale[1] });
         });
         if (spec.kind === "band") this.updateBandKey(model.points, model.scale);
+        if (spec.energy) this.updateEnergy(spec, model.points, model.scale);
       }
     }
 
     setScale(min, max) {
       for (const u of Object.values(this.plots)) u.setScale("x", { min, max });
+    }
+
+    // What the GPUs used over the range on screen, beside the power chart's title.
+    updateEnergy(spec, points, scale) {
+      const joules = energyJoules(points, scale);
+      const el = this.cards[spec.id].querySelector(".energy");
+      el.textContent = joules == null ? "" : fmt.energy(joules) + " in this window";
+      if (joules == null) delete el.dataset.joules;
+      else el.dataset.joules = joules;
     }
 
     build(shape, key) {
@@ -239,7 +297,13 @@
         const card = h(
           "section",
           { class: "chart-card" + (spec.kind === "band" ? " wide" : ""), id: "chart-" + spec.id },
-          h("h3", {}, spec.title, spec.subtitle ? h("small", {}, spec.subtitle) : null),
+          h(
+            "h3",
+            {},
+            h("span", { class: "title" }, spec.title),
+            spec.subtitle ? h("small", {}, spec.subtitle) : null,
+            spec.energy ? h("small", { class: "energy" }) : null,
+          ),
           plot,
         );
         if (spec.kind === "band") {
@@ -252,6 +316,7 @@
           spec.kind === "band"
             ? bandOptions(w, this.handlers, this.resolution)
             : lineOptions(spec, w, this.handlers, this.resolution);
+        if (spec.xids) opts.hooks.draw = [(u) => drawXids(u, this.xids)];
         this.plots[spec.id] = new uPlot(opts, [[]].concat(opts.series.slice(1).map(() => [])), plot);
       }
     }

@@ -27,7 +27,7 @@
     zoom: null, // [from, to] in epoch seconds, or null
     servers: [],
     snapshot: null,
-    history: null, // {points (as the API sends them), meta}
+    history: null, // {points (as the API sends them), meta, xids (the window's XID errors)}
     fullAt: 0,
     generation: 0, // bumps on every selection, so that late answers for an old one are dropped
     failing: false,
@@ -196,8 +196,13 @@
             tail.from,
             now,
           );
+          state.history.xids = TW.history.mergeEvents(
+            state.history.xids,
+            body.xid_errors,
+            now - state.history.meta.minutes * 60,
+          );
         } else {
-          state.history = { points: body.points, meta: TW.history.meta(body) };
+          state.history = { points: body.points, meta: TW.history.meta(body), xids: body.xid_errors || [] };
           state.fullAt = Date.now();
         }
         state.history.key = key;
@@ -320,7 +325,7 @@
     const scale = state.zoom || windowScale();
     toolbar.renderDataNote(m, count);
     toolbar.renderChartsNote(selectedServer(), state.range, count, setRange);
-    charts.update({ points, resolution: m.resolution_seconds, scale });
+    charts.update({ points, resolution: m.resolution_seconds, scale, xids: state.history.xids });
     debug.history = Object.assign({}, m, { points: count });
     toolbar.renderZoom(state.zoom);
     // uPlot draws in a microtask after setData; by the next frame every chart has drawn.

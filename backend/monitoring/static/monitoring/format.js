@@ -90,6 +90,18 @@
   function watts(v) {
     return none(v) ? DASH : fixed(v, 0) + " W";
   }
+  // Energy as electricity is billed: Wh, kWh, MWh (from joules).
+  function energy(joules) {
+    if (none(joules)) return DASH;
+    const units = ["Wh", "kWh", "MWh", "GWh"];
+    let i = 0;
+    let x = Math.abs(joules) / 3600;
+    while (x >= 1000 && i < units.length - 1) {
+      x /= 1000;
+      i += 1;
+    }
+    return fixed(Math.sign(joules) * x, x < 10 ? 2 : x < 100 ? 1 : 0) + " " + units[i];
+  }
   function number(v, digits) {
     return none(v) ? DASH : fixed(v, digits || 0);
   }
@@ -122,6 +134,16 @@
     return clockTime(ms, new Date(ms).toDateString() !== new Date(nowMs).toDateString());
   }
 
+  // A moment to the second, in the browser's locale and time zone (titles and tooltips).
+  function moment(ms) {
+    return new Date(ms).toLocaleString([], { hour12: false });
+  }
+  // An XID error as people read it: "XID 79 on GPU 1: GPU has fallen off the bus" (with its time).
+  function xid(event, withTime) {
+    const text = "XID " + event.xid + " on GPU " + event.gpu_index + (event.meaning ? ": " + event.meaning : "");
+    return withTime ? moment(Date.parse(event.at)) + " · " + text : text;
+  }
+
   // Builds DOM without innerHTML: h("div", {class: "x"}, "text", child).
   function h(tag, attrs, ...children) {
     const el = document.createElement(tag);
@@ -139,7 +161,7 @@
     return el;
   }
 
-  TW.fmt = { pct, rate, bytes, celsius, watts, number, duration, ago, when, clockTime, DASH };
+  TW.fmt = { pct, rate, bytes, celsius, watts, energy, number, duration, ago, when, clockTime, moment, xid, DASH };
   TW.states = { serverState, STATE_HELP, DEFAULT_INTERVAL };
   TW.clock = clock;
   TW.h = h;

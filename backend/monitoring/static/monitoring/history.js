@@ -52,6 +52,13 @@
     return first > 0 ? merged.slice(first) : merged;
   }
 
+  // Amounts over a point's span add up in a bucket (the API sums them); everything else is averaged.
+  const SUMMED = new Set(["energy_joules"]);
+  function sumOf(items, key) {
+    let sum = null;
+    for (const it of items) if (it[key] != null) sum = (sum || 0) + it[key];
+    return sum;
+  }
   function meanOf(items, key) {
     let sum = 0;
     let n = 0;
@@ -85,10 +92,20 @@
     }
     return [...byKey].map(([k, items]) => {
       const out = { [key]: k };
-      for (const f of Object.keys(items[0])) if (f !== key) out[f] = meanOf(items, f);
+      for (const f of Object.keys(items[0])) if (f !== key) out[f] = (SUMMED.has(f) ? sumOf : meanOf)(items, f);
       return out;
     });
   }
 
-  TW.history = { meta, tailFrom, mergeTail, seconds };
+  /* The window's XID errors after a refresh: those known before, and the refresh's (which cover only
+     its minutes), without repeats and those older than the window's start (seconds); oldest first. */
+  function mergeEvents(known, fresh, windowStart) {
+    const byKey = new Map();
+    for (const e of (known || []).concat(fresh || [])) byKey.set(e.gpu_index + "/" + e.xid + "/" + e.at, e);
+    return [...byKey.values()]
+      .filter((e) => Date.parse(e.at) / 1000 >= windowStart)
+      .sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  }
+
+  TW.history = { meta, tailFrom, mergeTail, mergeEvents, seconds };
 })();

@@ -224,6 +224,7 @@
           "td",
           {},
           h("strong", {}, "GPU " + g.gpu_index),
+          xidBadge(g.xid_errors),
           h("div", { class: "muted" }, g.name || ""),
           ...gpuNotes(g).map((note) => h("div", { class: "muted" }, note)),
         ),
@@ -257,6 +258,13 @@
           fmt.watts(g.power_w) + (g.power_limit_w ? " / " + fmt.watts(g.power_limit_w) : ""),
           g.power_limit_w && g.power_w != null
             ? meter((100 * g.power_w) / g.power_limit_w, g.power_w >= 0.97 * g.power_limit_w ? "var(--bad)" : null)
+            : null,
+          g.energy_w != null
+            ? h(
+                "div",
+                { class: "muted avg-power" },
+                TW.metric("gpu", "energy_w").title + " " + fmt.watts(g.energy_w),
+              )
             : null,
         ),
         h(
@@ -297,6 +305,25 @@
       ),
     );
   }
+  /* A red chip on a GPU with recent XID errors (newest first): "XID 79", "XID 79 ×3" when the same
+     one repeats, "5 XIDs" when they differ; its title lists them with their times and meanings. */
+  function xidBadge(events) {
+    if (!events || !events.length) return null;
+    const xids = [...new Set(events.map((e) => e.xid))];
+    const text =
+      xids.length === 1 ? "XID " + xids[0] + (events.length > 1 ? " ×" + events.length : "") : events.length + " XIDs";
+    return h(
+      "span",
+      {
+        class: "chip xid",
+        "data-xids": xids.join(" "),
+        "data-count": events.length,
+        title: "Recent XID errors, newest first:\n" + events.map((e) => fmt.xid(e, true)).join("\n"),
+      },
+      text,
+    );
+  }
+
   // MIG and the video engines, only where they say something.
   function gpuNotes(g) {
     const notes = [];
@@ -319,7 +346,6 @@
       ),
     );
   }
-
 
   TW.panels = { render, tick, hide };
 })();
