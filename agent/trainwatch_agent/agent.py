@@ -44,7 +44,13 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     sampler = Sampler()
     sampler.start()
     transport = Transport(config.ingest_url, config.token or "", agent_info(config.labels), config.timeout)
-    shipper = Shipper(transport, spool, Backoff(base=1.0, cap=config.max_backoff), replay_batch=config.replay_batch)
+    shipper = Shipper(
+        transport,
+        spool,
+        Backoff(base=1.0, cap=config.max_backoff),
+        replay_batch=config.replay_batch,
+        batch_seconds=config.batch_seconds,
+    )
     log.info(
         "trainwatch-agent %s: a sample every %g s to %s; %s; spool %s holds %d samples",
         __version__,

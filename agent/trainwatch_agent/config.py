@@ -41,7 +41,8 @@ class Config:
     log_level: str = "info"
     timeout: float = 10.0
     max_backoff: float = 30.0
-    replay_batch: int = 50
+    replay_batch: int = 500
+    batch_seconds: float = 0.0
 
     @property
     def ingest_url(self) -> str:
@@ -98,7 +99,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--replay-batch",
-        help="spooled samples sent per interval once the server answers (default 50) [TRAINWATCH_REPLAY_BATCH]",
+        help="spooled samples sent in one request once the server answers; also the most live samples "
+        "one --batch-seconds request holds (default 500) [TRAINWATCH_REPLAY_BATCH]",
+    )
+    p.add_argument(
+        "--batch-seconds",
+        help="hold live samples up to this many seconds and send them in one request; 0 sends each "
+        "sample as it is taken (default 0) [TRAINWATCH_BATCH_SECONDS]",
     )
     return p
 
@@ -231,4 +238,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     raw, where = _pick(args.replay_batch, environ, "TRAINWATCH_REPLAY_BATCH")
     if raw is not None:
         config.replay_batch = int(_number(raw, where, 1, 10_000, integer=True))
+    raw, where = _pick(args.batch_seconds, environ, "TRAINWATCH_BATCH_SECONDS")
+    if raw is not None:
+        config.batch_seconds = _number(raw, where, 0, 3600)
     return config

@@ -157,25 +157,57 @@ class Spool:
     def _oldest(self) -> tuple[str, dict[str, Any]] | None:
         while self._names:
             name = self._names[0]
-            try:
-                with open(self.directory / name, "rb") as handle:
-                    sample = json.loads(handle.read())
-                if not isinstance(sample, dict) or "collected_at" not in sample:
-                    raise ValueError("not a sample")
+            sample = self._read(name)
+            if sample is not None:
                 return name, sample
-            except FileNotFoundError:
-                self._names.pop(0)
-            except (OSError, ValueError) as exc:
-                log.error("spool file %s is unreadable (%s); removing it", name, exc)
-                self.remove(name)
+        return None
+
+    def oldest_batch(self, count: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `count` of the oldest spooled samples, oldest first, as (name, sample)."""
+        with self._mutex:
+            batch: list[tuple[str, dict[str, Any]]] = []
+            position = 0
+            while len(batch) < count and position < len(self._names):
+                name = self._names[position]
+                sample = self._read(name)
+                if sample is not None:
+                    batch.append((name, sample))
+                    position += 1
+                # else: the name is gone from the list, and the next one took its place.
+            return batch
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        """The sample in the file `name`; None (with the name forgotten) when it is gone or unreadable."""
+        try:
+            with open(self.directory / name, "rb") as handle:
+                sample = json.loads(handle.read())
+            if not isinstance(sample, dict) or "collected_at" not in sample:
+                raise ValueError("not a sample")
+            return sample
+        except FileNotFoundError:
+            self._forget([name])
+        except (OSError, ValueError) as exc:
+            log.error("spool file %s is unreadable (%s); removing it", name, exc)
+            self.remove(name)
         return None
 
     def remove(self, name: str) -> None:
+        self.remove_many([name])
+
+    def remove_many(self, names: list[str]) -> None:
         with self._mutex:
-            _unlink(str(self.directory / name))
-            index = bisect.bisect_left(self._names, name)
-            if index < len(self._names) and self._names[index] == name:
+            for name in names:
+                _unlink(str(self.directory / name))
+            self._forget(names)
+
+    def _forget(self, names: list[str]) -> None:
+        if len(names) == 1:
+            index = bisect.bisect_left(self._names, names[0])
+            if index < len(self._names) and self._names[index] == names[0]:
                 del self._names[index]
+        elif names:
+            gone = set(names)
+            self._names = [name for name in self._names if name not in gone]
 
 
 def _unlink(path: str) -> None:

@@ -47,6 +47,16 @@ def test_the_defaults(tmp_path):
     assert config.spool_max_samples == 43200  # a day at 2 s
     assert config.labels == {}
     assert config.timeout == 10.0
+    assert config.replay_batch == 500
+    assert config.batch_seconds == 0.0  # live samples go one at a time
+
+
+def test_the_batch_settings_from_flags_or_the_environment():
+    config = load(["--replay-batch", "200", "--batch-seconds", "10"], BASE)
+    assert (config.replay_batch, config.batch_seconds) == (200, 10.0)
+    config = load([], {**BASE, "TRAINWATCH_REPLAY_BATCH": "1000", "TRAINWATCH_BATCH_SECONDS": "2.5"})
+    assert (config.replay_batch, config.batch_seconds) == (1000, 2.5)
+    assert load(["--batch-seconds", "0"], {**BASE, "TRAINWATCH_BATCH_SECONDS": "30"}).batch_seconds == 0.0
 
 
 def test_it_reads_the_token_from_a_file(tmp_path):
@@ -78,6 +88,10 @@ def test_it_reads_the_token_from_a_file(tmp_path):
         (["--token", "has space"], BASE, "--token: the token must be printable ASCII"),
         (["--token", "a", "--token-file", "b"], BASE, "not allowed with argument"),
         (["--log-level", "loud"], BASE, "--log-level: 'loud' is not one of"),
+        (["--replay-batch", "0"], BASE, "--replay-batch: must be between 1 and 10000, not 0"),
+        ([], {**BASE, "TRAINWATCH_REPLAY_BATCH": "many"}, "TRAINWATCH_REPLAY_BATCH: 'many' is not a whole number"),
+        (["--batch-seconds", "-1"], BASE, "--batch-seconds: must be between 0 and 3600, not -1"),
+        ([], {**BASE, "TRAINWATCH_BATCH_SECONDS": "soon"}, "TRAINWATCH_BATCH_SECONDS: 'soon' is not a number"),
         (["--frobnicate"], BASE, "unrecognized arguments: --frobnicate"),
     ],
 )

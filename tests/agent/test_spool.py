@@ -134,3 +134,19 @@ def test_a_sample_the_disk_refuses_is_reported_lost_and_leaves_nothing_behind(tm
     assert "cannot write to the spool" in caplog.text and "No space left" in caplog.text
     assert len(spool) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", sample_key(sample(1))]
+
+
+def test_the_oldest_samples_come_as_a_batch_skipping_unreadable_files(tmp_path, caplog):
+    spool = opened(tmp_path)
+    for i in range(10):
+        spool.put(sample(i))
+    (tmp_path / sample_key(sample(1))).write_text("{not json")
+    os.unlink(tmp_path / sample_key(sample(2)))  # gone behind the spool's back
+    batch = spool.oldest_batch(4)
+    assert [int(s["cpu_usage_percent"]) for _, s in batch] == [0, 3, 4, 5]
+    assert "is unreadable" in caplog.text
+    assert len(spool) == 8
+    spool.remove_many([name for name, _ in batch])
+    assert len(spool) == 4
+    assert drain(spool) == [6, 7, 8, 9]
+    assert spool.oldest_batch(5) == []
