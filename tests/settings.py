@@ -37,3 +37,7 @@ GOOGLE_CLIENT_SECRET = "test-client-secret"
 SOCIALACCOUNT_PROVIDERS["google"]["APPS"] = [  # noqa: F405
     {"client_id": GOOGLE_CLIENT_ID, "secret": GOOGLE_CLIENT_SECRET, "key": ""}
 ]
+
+# Every test registers its servers afresh, under the same slugs: ingest must not remember a
+# previous test's (the cache has a test of its own).
+MONITORING_INGEST_SERVER_CACHE_SECONDS = 0.0

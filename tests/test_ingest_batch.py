@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -255,3 +256,31 @@ def test_a_gzip_batch_over_http_on_real_gunicorn(processes):
     assert response.json()["accepted"] == 200
     assert Snapshot.objects.filter(server=node.server).count() == 200
     assert GpuSample.objects.filter(server=node.server).count() == 1600
+
+
+def test_a_rotated_token_or_a_disabled_server_takes_effect_within_the_cache_time(ingest, box, settings):
+    from monitoring import ingest as ingest_module
+
+    ingest_module._servers.clear()
+    settings.MONITORING_INGEST_SERVER_CACHE_SECONDS = 60.0
+    assert ingest.send(box, samples.body(T0)).status_code == 200
+    server = MonitoredServer.objects.get(pk=box.server.pk)
+    server.set_new_token()
+    server.save()
+    # Within the cache time the server as read before still answers: no lookup per sample.
+    assert ingest.send(box, samples.body(T0 + timedelta(seconds=2))).status_code == 200
+    settings.MONITORING_INGEST_SERVER_CACHE_SECONDS = 0.2
+    time.sleep(0.25)
+    assert ingest.send(box, samples.body(T0 + timedelta(seconds=4))).status_code == 401
+    MonitoredServer.objects.filter(pk=box.server.pk).update(is_active=False)
+    time.sleep(0.25)
+    response = ingest.post(box.slug, samples.body(T0 + timedelta(seconds=6)), token=new_token(server))
+    assert response.status_code == 403
+    ingest_module._servers.clear()
+
+
+def new_token(server):
+    """A fresh token for the server, stored now (the test needs its plain text)."""
+    token = server.set_new_token()
+    MonitoredServer.objects.filter(pk=server.pk).update(token_hash=server.token_hash)
+    return token

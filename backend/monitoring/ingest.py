@@ -9,6 +9,7 @@ batch each sample is checked on its own: the refused are listed, the rest stored
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 
 from django.conf import settings
@@ -32,16 +33,33 @@ SELECT id, slug, name, hostname, is_active, token_hash FROM monitoring_monitored
 """
 
 
+# slug: (the server as read, when it was read). Per process; a few hundred bytes per server.
+_servers: dict[str, tuple[MonitoredServer | None, float]] = {}
+
+
 def _find_server(slug: str) -> MonitoredServer | None:
+    """The server of a slug, read at most MONITORING_INGEST_SERVER_CACHE_SECONDS ago: a rotated
+    token, a disabled or a new server takes effect within that time, and an agent's samples cost
+    no lookup in between."""
     # Anything but a slug (a NUL, say) names no server: the database is not asked.
     if len(slug) > SLUG_MAX_LENGTH or not slug_re.fullmatch(slug):
         return None
+    now = time.monotonic()
+    cached = _servers.get(slug)
+    if cached is not None and now - cached[1] < settings.MONITORING_INGEST_SERVER_CACHE_SECONDS:
+        return cached[0]
     with prepared_cursor() as cursor:
         cursor.execute(SERVER_SQL, [slug], prepare=True)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    return MonitoredServer(id=row[0], slug=row[1], name=row[2], hostname=row[3], is_active=row[4], token_hash=row[5])
+    server = None
+    if row is not None:
+        server = MonitoredServer(
+            id=row[0], slug=row[1], name=row[2], hostname=row[3], is_active=row[4], token_hash=row[5]
+        )
+    if len(_servers) > 100_000:  # slugs that name nothing, sent on purpose: start over
+        _servers.clear()
+    _servers[slug] = (server, now)
+    return server
 
 
 def _token(request: HttpRequest) -> str:

@@ -20,16 +20,15 @@ from datetime import datetime
 LATEST_COLUMNS = "gpu_top_util_percent"
 # The server-bookkeeping CTEs of ingest's one statement. They expect a CTE `snap` that returns
 # the snapshots it inserted (none for samples already stored) with collected_at and
-# LATEST_COLUMNS, and read the parameters server, now, snap_collected_at and interval (per
-# sample: seconds since the previous sample, or null) and what the agent says about itself:
+# LATEST_COLUMNS, a CTE `sent` of every sample's collected_at and interval (seconds since its
+# previous sample, or null), and read the parameters server, now and what the agent says about itself:
 # agent_version, agent_hostname, agent_platform, agent_python, agent_labels (null keeps the
 # stored value).
 INGEST_CTES = """
 written AS (
     -- The newest snapshot written now.
     SELECT s.collected_at AS at, s.gpu_top_util_percent AS top, v.interval
-    FROM snap s JOIN unnest(%(snap_collected_at)s::timestamptz[], %(interval)s::float8[]) AS v (at, interval)
-        ON v.at = s.collected_at
+    FROM snap s JOIN sent v ON v.collected_at = s.collected_at
     ORDER BY s.collected_at DESC LIMIT 1
 ),
 newest AS (

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import msgspec
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,17 +42,19 @@ TABLES = {"gpu": "monitoring_gpusample", "disk": "monitoring_disksample"}
 XID_COLUMNS = (("gpu_index", "smallint"), ("xid", "integer"), ("occurred_at", "timestamptz"))
 
 
-def _arrays_of(name: str, columns) -> str:
-    return ", ".join(f"%({name}_{c})s::{t}[]" for c, t in columns)
+def _recordset(name: str, columns) -> str:
+    """The rows of one table as one JSON parameter: psycopg dumps a single string instead of an
+    array per column, and PostgreSQL reads it back typed (jsonb columns as they are)."""
+    return f"jsonb_to_recordset(%({name})s::jsonb) AS r ({', '.join(f'{c} {t}' for c, t in columns)})"
 
 
 def _rows_insert(name: str, table: str, columns) -> str:
-    """Insert one array per column (rows of every sample, `collected_at` first), keeping only the
-    rows of snapshots this statement wrote: a resent sample writes nothing."""
+    """Insert the rows of every sample (`collected_at` first), keeping only those of snapshots
+    this statement wrote: a resent sample writes nothing."""
     names = ", ".join(c for c, _ in columns)
     return (
         f"{name} AS (INSERT INTO {table} (server_id, {names}) "
-        f"SELECT %(server)s, r.* FROM unnest({_arrays_of(name, columns)}) AS r ({names}) "
+        f"SELECT %(server)s, r.* FROM {_recordset(name, columns)} "
         "WHERE r.collected_at IN (SELECT collected_at FROM snap) ON CONFLICT DO NOTHING)"
     )
 
@@ -61,11 +64,15 @@ SNAPSHOT_COLUMNS = (
     *AT,
     *((m.name, m.sql) for m in (*catalogue.columns("host", derived=False), *catalogue.columns("host", derived=True))),
 )
+SNAPSHOT_NAMES = ", ".join(c for c, _ in SNAPSHOT_COLUMNS)
+# `sent`: every sample's snapshot row, and the seconds since its previous sample (`interval`).
 WRITE_SQL = f"""
-WITH snap AS (
-    INSERT INTO monitoring_snapshot (server_id, received_at, {", ".join(c for c, _ in SNAPSHOT_COLUMNS)})
-    SELECT %(server)s, %(now)s, s.* FROM unnest({_arrays_of("snap", SNAPSHOT_COLUMNS)})
-        AS s ({", ".join(c for c, _ in SNAPSHOT_COLUMNS)})
+WITH sent AS (
+    SELECT * FROM {_recordset("snap", (*SNAPSHOT_COLUMNS, ("interval", "float8")))}
+),
+snap AS (
+    INSERT INTO monitoring_snapshot (server_id, received_at, {SNAPSHOT_NAMES})
+    SELECT %(server)s, %(now)s, {SNAPSHOT_NAMES} FROM sent
     ON CONFLICT (server_id, collected_at) DO NOTHING
     RETURNING id, collected_at, {server_counters.LATEST_COLUMNS}
 ),
@@ -154,17 +161,16 @@ def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datet
     caller's transaction or one of its own. A sample already stored, or twice in `samples`, is
     written once. Returns, per collected_at written now, (snapshot id, the echoed figures)."""
     unique = sorted({s.collected_at: s for s in reversed(samples)}.values(), key=lambda s: s.collected_at)
-    with transaction.atomic(), prepared_cursor() as cursor:
+    # No savepoint inside the caller's transaction: it would cost two round trips per request.
+    with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
         rows = _derive(cursor, server_id, unique)
-        params = {"server": server_id, "now": now, "interval": [r[3] for r in rows]}
-        params.update(
-            _arrays("snap", SNAPSHOT_COLUMNS, [{"collected_at": s.collected_at, **s.host, **d} for s, _, d, _ in rows])
+        params = {"server": server_id, "now": now}
+        params["snap"] = _json_rows(
+            [{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows]
         )
-        params.update(_arrays("gpus", (*AT, *DEVICE_COLUMNS["gpu"]), [g for _, dev, _, _ in rows for g in dev["gpu"]]))
-        params.update(
-            _arrays("disks", (*AT, *DEVICE_COLUMNS["disk"]), [d for _, dev, _, _ in rows for d in dev["disk"]])
-        )
-        params.update(_arrays("xids", (*AT, *XID_COLUMNS), [x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])]))
+        params["gpus"] = _json_rows([g for _, dev, _, _ in rows for g in dev["gpu"]])
+        params["disks"] = _json_rows([d for _, dev, _, _ in rows for d in dev["disk"]])
+        params["xids"] = _json_rows([x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])])
         params.update(_agent_params(agent))
         cursor.execute(WRITE_SQL, params, prepare=True)
         written = dict(cursor.fetchall())
@@ -231,14 +237,9 @@ def _as_previous(sample: Sample) -> Previous:
     return Previous(sample.collected_at, {c: sample.host.get(c) for c in HOST_COUNTERS}, devices)
 
 
-def _arrays(prefix: str, columns, rows: list[dict]) -> dict:
-    params = {}
-    for column, kind in columns:
-        values = [row.get(column) for row in rows]
-        if kind == "jsonb":
-            values = [None if v is None else Jsonb(v) for v in values]
-        params[f"{prefix}_{column}"] = values
-    return params
+def _json_rows(rows: list[dict]) -> str:
+    """Rows as JSON text for jsonb_to_recordset (keys it does not name are ignored)."""
+    return msgspec.json.encode(rows).decode()
 
 
 def xid_rows(gpus: list[dict]) -> list[dict]:

@@ -10,6 +10,7 @@ from .env import (
     database_from_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -41,6 +42,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so that it sees every answer under /api/, even one made of an exception.
     "monitoring.middleware.ApiErrorsMiddleware",
+    # Ingest goes straight to its view from here (a Host check on the way).
+    "monitoring.middleware.IngestFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -281,6 +284,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- TrainWatch ----------------------------------------------------------------
 # Largest ingest body accepted; bigger ones get 413.
 MONITORING_INGEST_MAX_BODY_BYTES = env_int("MONITORING_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# How long ingest trusts what it read of a server (its token's hash, whether it is active): a
+# rotated token or a disabled server stops being accepted within this many seconds.
+MONITORING_INGEST_SERVER_CACHE_SECONDS = env_float("MONITORING_INGEST_SERVER_CACHE_SECONDS", 5.0, minimum=0.0)
 # The batch form: at most this many samples per request (0 turns batches off) in a body of at
 # most this many bytes, inflated.
 MONITORING_INGEST_MAX_BATCH = env_int("MONITORING_INGEST_MAX_BATCH", 1000, minimum=0)
