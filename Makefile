@@ -91,6 +91,10 @@ bench-ingest: venv services ## Ingest throughput over HTTP (gevent and sync work
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q wrk; }
 	$(PY) bench/ingest.py
 
+.PHONY: bench-catchup
+bench-catchup: venv services ## After an outage: 1,000 agents replay 10 minutes of spool each while sampling live
+	$(PY) bench/catchup.py
+
 .PHONY: bench-agent
 bench-agent: venv ## Agent CPU and RSS per sample vs prometheus-node-exporter (3 min)
 	$(PY) bench/agent.py

@@ -172,6 +172,26 @@ def run_wrk(base_url: str, servers, seconds: int, connections: int, threads: int
     }
 
 
+def healthz_floor(base_url: str, seconds: int, connections: int, threads: int) -> dict:
+    """The Django floor: /healthz (one SELECT 1) on the same gunicorn, requests/s and latency."""
+    result = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", f"{base_url}/healthz"],
+        capture_output=True,
+        text=True,
+    )
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if result.returncode != 0 or rate is None:
+        raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
+
+    def percentile(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", result.stdout, re.M)
+        if match is None:
+            return float("nan")
+        return float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match[2]]
+
+    return {"rate": float(rate[1]), "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+
+
 def classification_lag(timeout: float = 120.0) -> dict:
     from django.db import connection
 
@@ -256,8 +276,10 @@ def measure_ingest(
             # Refresh more often than the default minute so that a short run sees several refreshes.
             procs.beat({**env, "MONITORING_TIER_REFRESH_SECONDS": "10", "MONITORING_TIER_SETTLE_SECONDS": "5"})
         time.sleep(2)
+        floor = healthz_floor(base_url, max(5, duration // 2), connections, threads)
         before = cpu_seconds_by_program()
         http = run_wrk(base_url, servers, duration, connections, threads)
+        http["floor"] = floor
         cpu = cpu_used_between(before, cpu_seconds_by_program())
         lag = classification_lag()
     finally:
@@ -331,8 +353,10 @@ def measure_batches(env: dict, batch_size: int, total: int, clients: int, server
         base_url = procs.web(env, web_workers)
         procs.worker(env, 1)
         time.sleep(2)
+        before = cpu_seconds_by_program()
         result = post_batches(base_url, servers, batch_size, total, clients)
         lag = classification_lag()
+        result["cpu"] = cpu_used_between(before, cpu_seconds_by_program())
     finally:
         procs.stop_all()
     reset_database()
@@ -396,6 +420,18 @@ def main() -> None:
             ["path", "samples/s", "p50 ms", "p99 ms", "max ms", "errors", "classification lag p50 / p95 s"],
             [
                 [
+                    f"/healthz, {worker_class} workers (the Django floor; requests/s)",
+                    f"{run_http['floor']['rate']:,.0f}",
+                    f"{run_http['floor']['p50_ms']:.1f}",
+                    f"{run_http['floor']['p99_ms']:.1f}",
+                    "",
+                    "",
+                    "",
+                ]
+                for worker_class, (run_http, _, _) in runs.items()
+            ]
+            + [
+                [
                     f"HTTP ingest, {worker_class} workers (gunicorn + Celery)",
                     f"{run_http['requests'] / run_http['seconds']:,.0f}",
                     f"{run_http['p50_ms']:.1f}",
@@ -421,6 +457,7 @@ def main() -> None:
             + [
                 ["COPY into hypertables (ceiling)", f"{copy_rate:,.0f}", "", "", "", "", ""],
                 ["ratio HTTP / COPY", f"{rate / copy_rate:.2f}", "", "", "", "", ""],
+                ["ratio HTTP / /healthz", f"{rate / http['floor']['rate']:.2f}", "", "", "", "", ""],
             ]
             + [
                 [f"ratio batches of {size} / COPY", f"{run['samples'] / run['seconds'] / copy_rate:.2f}"] + [""] * 5
@@ -429,6 +466,21 @@ def main() -> None:
         )
     )
     print(f"\nstored {lag['stored']:,} snapshots, classified {lag['classified']:,}")
+    print("\nCPU ms per sample by path (the load generator and anything else on the box left out):\n")
+    parts = ("gunicorn", "postgres", "celery", "redis-server")
+    paths = [("one sample per request", cpu, http["requests"])] + [
+        (f"batches of {size}", run["cpu"], run["samples"]) for size, (run, _) in batches.items()
+    ]
+    print(
+        table(
+            ["path", *parts, "these together"],
+            [
+                [name, *(f"{used.get(p, 0.0) / count * 1000:.2f}" for p in parts)]
+                + [f"{sum(used.get(p, 0.0) for p in parts) / count * 1000:.2f}"]
+                for name, used, count in paths
+            ],
+        )
+    )
     print(f"\nWhere the CPU went during the HTTP run with {next(iter(runs))} workers (both cores together):\n")
     total = sum(cpu.values())
     print(

@@ -23,7 +23,7 @@ from .models import MonitoredServer
 from .queue import request_classification
 from .responses import error, json_response, unavailable
 from .store import prepared_cursor, store_sample, store_samples
-from .validation import Batch, SampleError, check_not_in_future, parse_any
+from .validation import Batch, SampleError, TooLarge, check_not_in_future, parse_any
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +162,19 @@ def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
         return error(body_error.status, str(body_error))
     now = timezone.now()
     try:
-        parsed = parse_any(raw, now, settings.MONITORING_FUTURE_TOLERANCE_SECONDS, settings.MONITORING_INGEST_MAX_BATCH)
+        parsed = parse_any(
+            raw,
+            now,
+            settings.MONITORING_FUTURE_TOLERANCE_SECONDS,
+            settings.MONITORING_INGEST_MAX_BATCH,
+            settings.MONITORING_INGEST_MAX_BODY_BYTES,
+        )
+    except TooLarge as exc:
+        return error(413, str(exc))
     except SampleError as exc:
         return error(400, str(exc))
     if isinstance(parsed, Batch):
         return _ingest_batch(server, parsed, now)
-    if len(raw) > settings.MONITORING_INGEST_MAX_BODY_BYTES:
-        return error(413, f"body is larger than {settings.MONITORING_INGEST_MAX_BODY_BYTES} bytes")
     sample = parsed
     try:
         check_not_in_future(sample, now, settings.MONITORING_FUTURE_TOLERANCE_SECONDS)

@@ -312,17 +312,24 @@ def _batch_item(index: int, raw: bytes, now: datetime, tolerance_seconds: int) -
     return sample
 
 
-def parse_any(raw: bytes, now: datetime, tolerance_seconds: int, max_batch: int) -> Sample | Batch:
+class TooLarge(SampleError):
+    """A single sample's body over its limit (a batch's may be larger)."""
+
+
+def parse_any(raw: bytes, now: datetime, tolerance_seconds: int, max_batch: int, single_limit: int) -> Sample | Batch:
     """A single sample (either form of the contract; its future check is the caller's) or, for a
     body with `samples`, a batch: each sample checked on its own, so that one bad sample costs
     only itself. A batch as a whole is refused (SampleError) only when it is not a list of 1 to
-    max_batch items or its agent block is bad. max_batch 0: batches are off."""
+    max_batch items or its agent block is bad. max_batch 0: batches are off. A single sample's
+    body over single_limit is TooLarge, found before it is parsed."""
     try:
         envelope = schema.ENVELOPE.decode(_storable(raw))
     except _UNREADABLE:
-        return parse_body(raw)  # worded there
-    if not envelope.samples or envelope.sample:
-        return parse_body(raw)
+        envelope = None
+    if envelope is None or not envelope.samples or envelope.sample:
+        if len(raw) > single_limit:
+            raise TooLarge(f"body is larger than {single_limit} bytes")
+        return parse_body(raw)  # a body that is not JSON is worded there
     if max_batch <= 0:
         raise SampleError("samples: this server takes one sample per request (batches are turned off)")
     try:
