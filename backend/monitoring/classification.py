@@ -18,6 +18,7 @@ from .bottleneck import (
     Reading,
     classify,
 )
+from .store import prepared_cursor
 
 BATCH_SIZE = 2000
 # Namespace for pg_advisory_xact_lock(namespace, server_id): one classifier per server at a time.
@@ -53,9 +54,10 @@ UPDATE_SQL = """
 UPDATE monitoring_snapshot AS s SET
     bottleneck_label = v.label, bottleneck_confidence = v.confidence,
     bottleneck_reason = v.reason, bottleneck_rules_version = %s, classified_at = clock_timestamp()
-FROM (VALUES {values}) AS v (at, label, confidence, reason)
+FROM unnest(%s::timestamptz[], %s::text[], %s::float8[], %s::text[]) AS v (at, label, confidence, reason)
 WHERE s.server_id = %s AND s.collected_at = v.at AND s.collected_at BETWEEN %s AND %s
 """
+LOCK_SQL = "SELECT pg_advisory_xact_lock(%s::int4, %s::int4)"
 
 
 def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int, bool]:
@@ -64,22 +66,22 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
     Returns (how many were classified, whether more are waiting).
     """
     lookback = timedelta(seconds=DEFAULT_THRESHOLDS.idle_held_seconds + DEFAULT_THRESHOLDS.smooth_seconds)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, server_id])
-        cursor.execute(PENDING_SQL, [server_id, batch_size])
+    # The hot path of the worker: server-side binding and statements prepared once per connection.
+    with transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute(LOCK_SQL, [LOCK_NAMESPACE, server_id], prepare=True)
+        cursor.execute(PENDING_SQL, [server_id, batch_size], prepare=True)
         first, last, count = cursor.fetchone()
         if not count:
             return 0, False
         start = first - lookback
-        cursor.execute(SNAPSHOTS_SQL, [server_id, start, last])
+        cursor.execute(SNAPSHOTS_SQL, [server_id, start, last], prepare=True)
         snapshots = cursor.fetchall()
-        cursor.execute(GPUS_SQL, [server_id, start, last])
+        cursor.execute(GPUS_SQL, [server_id, start, last], prepare=True)
         gpus = _gpu_readings(cursor.fetchall())
         results = _classify_rows(snapshots, gpus, lookback)
         if results:
-            values = ", ".join(["(%s::timestamptz, %s, %s::float8, %s)"] * len(results))
-            flat = [v for row in results for v in row]
-            cursor.execute(UPDATE_SQL.format(values=values), [RULES_VERSION, *flat, server_id, first, last])
+            columns = [list(column) for column in zip(*results)]
+            cursor.execute(UPDATE_SQL, [RULES_VERSION, *columns, server_id, first, last], prepare=True)
             server_counters.record_bottleneck(cursor, server_id, results)
             tier_refresh.mark_dirty(cursor, server_id, [row[0] for row in results])
     return len(results), count >= batch_size
