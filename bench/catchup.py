@@ -92,16 +92,18 @@ class Agent:
         self.made = 0
 
 
-def drive(agents: list[Agent], began: float, until: threading.Event, batch_seconds: float, drained: dict) -> None:
-    """Take the agents in turn: live samples as they fall due, then a replay of the spool."""
+def drive(
+    agents: list[Agent], began: float, began_at: datetime, until: threading.Event, batch_seconds: float, drained: dict
+) -> None:
+    """Take the agents in turn: live samples as they fall due (each agent's every 2 s from
+    `began_at`, whenever its turn comes), then a replay of the spool."""
     last_flush = time.monotonic()
     while not until.is_set():
         now = time.monotonic()
         flush = batch_seconds > 0 and now - last_flush >= batch_seconds
         for agent in agents:
             while agent.next_live <= now - began:
-                at = datetime.now(UTC) - timedelta(seconds=(now - began) - agent.next_live)
-                sample = sample_at(at.replace(microsecond=(at.microsecond // 1000) * 1000))
+                sample = sample_at(began_at + timedelta(seconds=agent.next_live))
                 agent.made += 1
                 agent.next_live += INTERVAL
                 if batch_seconds > 0:
@@ -151,9 +153,11 @@ def main() -> None:
         agents = [Agent(base_url, slug, token, root / slug, args.replay_batch) for _, slug, token in servers]
         until = threading.Event()
         before = cpu_seconds_by_program()
-        began = time.monotonic()
+        began, began_at = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
         threads = [
-            threading.Thread(target=drive, args=(agents[i :: args.drivers], began, until, args.batch_seconds, drained))
+            threading.Thread(
+                target=drive, args=(agents[i :: args.drivers], began, began_at, until, args.batch_seconds, drained)
+            )
             for i in range(args.drivers)
         ]
         for thread in threads:

@@ -1,4 +1,5 @@
-"""classify_server and the sweeper, called directly; the once-per-server queueing through real Redis."""
+"""classify_server, classify_waiting and the sweeper, called directly; the queueing of waiting
+servers through real Redis."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from django.conf import settings
 
 from monitoring import queue
 from monitoring.bottleneck import RULES_VERSION
-from monitoring.classification import classify_pending
+from monitoring.classification import classify_pending, classify_servers
 from monitoring.models import Snapshot
-from monitoring.tasks import classify_server, sweep_unclassified
+from monitoring.tasks import classify_server, classify_waiting, sweep_unclassified
 from tests import samples
 from tests.samples import utc
 
@@ -112,26 +113,57 @@ def test_a_gpu_starved_by_a_busy_cpu_names_its_pcie_feed(ingest, box):
     assert newest.bottleneck_reason == "GPU at 30%, fed 40 MB/s from the host, while CPU is 97% busy"
 
 
-def test_ingest_queues_one_task_per_server_while_one_is_pending(
+def waiting(broker) -> set[int]:
+    return {int(m) for m in broker.smembers(queue.waiting_key())}
+
+
+def test_ingest_queues_one_task_for_every_waiting_server(
     ingest, box, other_box, broker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         send_series(ingest, box, 3)
         send_series(ingest, other_box, 2)
-    assert queued(broker) == 2
-    assert broker.exists(queue.pending_key(box.server.id))
+    assert queued(broker) == 1
+    assert waiting(broker) == {box.server.id, other_box.server.id}
+    assert broker.exists(queue.queued_key())
 
 
-def test_the_task_clears_the_pending_mark_so_new_samples_ask_again(
-    ingest, box, broker, django_capture_on_commit_callbacks
+def test_the_task_classifies_every_waiting_server_and_clears_the_mark(
+    ingest, box, other_box, broker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        send_series(ingest, box, 1)
-    classify_server(box.server.id)
-    assert not broker.exists(queue.pending_key(box.server.id))
+        send_series(ingest, box, 3)
+        send_series(ingest, other_box, 2)
+    assert classify_waiting() == 5
+    assert not Snapshot.objects.filter(bottleneck_label__isnull=True).exists()
+    assert waiting(broker) == set() and not broker.exists(queue.queued_key())
     with django_capture_on_commit_callbacks(execute=True):
         send_series(ingest, box, 1, start=T0 + timedelta(minutes=1))
-    assert queued(broker) == 2
+    assert queued(broker) == 2 and waiting(broker) == {box.server.id}
+
+
+def test_servers_classified_together_get_what_each_would_alone(ingest, box, other_box):
+    send_series(ingest, box, 12)
+    send_series(ingest, other_box, 12, gpus=0, cpu_usage_percent=97.0)
+    done = classify_servers([other_box.server.id, box.server.id, 999_999])
+    assert done == {box.server.id: (12, False), other_box.server.id: (12, False)}
+    together = dict(Snapshot.objects.values_list("id", "bottleneck_label"))
+    labels = set(Snapshot.objects.values_list("server_id", "bottleneck_label"))
+    assert labels == {(box.server.id, "gpu-bound"), (other_box.server.id, "cpu-bound")}
+    Snapshot.objects.update(bottleneck_label=None)
+    classify_server(box.server.id)
+    classify_server(other_box.server.id)
+    assert dict(Snapshot.objects.values_list("id", "bottleneck_label")) == together
+
+
+def test_a_backlog_longer_than_a_pass_goes_round_again(ingest, box, other_box, settings):
+    send_series(ingest, box, 7)
+    send_series(ingest, other_box, 2)
+    assert classify_servers([box.server.id, other_box.server.id], batch_size=5) == {
+        box.server.id: (5, True),
+        other_box.server.id: (2, False),
+    }
+    assert Snapshot.objects.filter(bottleneck_label__isnull=True).count() == 2
 
 
 def test_the_sweeper_requests_servers_with_stale_pending_snapshots(ingest, box, other_box, broker, settings):

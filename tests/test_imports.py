@@ -121,4 +121,4 @@ def test_the_graph_sees_imports_inside_functions_relative_and_absolute(tmp_path)
 
 def test_the_queue_names_the_classification_task_that_exists():
     # The queue sends the task by name so as not to import tasks, which imports the queue.
-    assert tasks.classify_server.name == queue.CLASSIFY_TASK
+    assert tasks.classify_waiting.name == queue.CLASSIFY_TASK

@@ -7,18 +7,40 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import compression, maintenance, retention, tier_refresh, tiers
-from .classification import classify_pending, servers_with_stale_pending
-from .queue import clear_pending
+from . import compression, maintenance, queue, retention, tier_refresh, tiers
+from .classification import classify_pending, classify_servers, servers_with_stale_pending
 
 log = logging.getLogger(__name__)
+
+
+# Servers classified together by one set of statements.
+SERVERS_PER_PASS = 200
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=True, retry_kwargs={"max_retries": 5})
+def classify_waiting() -> int:
+    """Classify every server waiting in Redis (see queue.py), a group at a time."""
+    # Cleared first: servers that get samples while this runs queue the next task.
+    queue.clear_queued()
+    total = 0
+    while servers := queue.take_waiting(SERVERS_PER_PASS):
+        try:
+            while servers:
+                done = classify_servers(servers)
+                total += sum(count for count, _ in done.values())
+                # A server with more than one pass of backlog goes round again.
+                servers = [server_id for server_id, (_, more) in done.items() if more]
+        except Exception:
+            # Left to the retry, and to the sweeper should the retries fail too.
+            for server_id in servers:
+                queue.request_classification(server_id)
+            raise
+    return total
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=True, retry_kwargs={"max_retries": 5})
 def classify_server(server_id: int) -> int:
     """Classify every unclassified snapshot of one server (a vanished server has none)."""
-    # Cleared first: samples stored while this runs ask for another pass.
-    clear_pending(server_id)
     total, more = 0, True
     while more:
         done, more = classify_pending(server_id)

@@ -36,15 +36,16 @@ REFRESH_LOCK = 7302
 
 MARK_DIRTY_SQL = """
 INSERT INTO monitoring_tierdirty (tier, server_id, bucket)
-SELECT DISTINCT '1m', %s, time_bucket(INTERVAL '1 minute', t) FROM unnest(%s::timestamptz[]) AS t
+SELECT DISTINCT '1m', s, time_bucket(INTERVAL '1 minute', t) FROM unnest(%s::bigint[], %s::timestamptz[]) AS d (s, t)
 ON CONFLICT DO NOTHING
 """
 
 
-def mark_dirty(cursor, server_id: int, collected_at: list[datetime]) -> None:
-    """Called by the classifier, in its transaction, for every snapshot it labels."""
-    if installed_backend() == "rollup" and collected_at:
-        cursor.execute(MARK_DIRTY_SQL, [server_id, collected_at])
+def mark_dirty_many(cursor, labelled: list[tuple[int, datetime]]) -> None:
+    """Called by the classifier, in its transaction, for every (server, snapshot time) it labels."""
+    if installed_backend() == "rollup" and labelled:
+        servers, times = zip(*labelled)
+        cursor.execute(MARK_DIRTY_SQL, [list(servers), list(times)])
 
 
 def _upsert_buckets(cursor, tier: str, source: str | None) -> None:
