@@ -86,10 +86,11 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff format --check backend tests bench agent
 
 .PHONY: bench-ingest
-bench-ingest: venv services ## Ingest throughput over HTTP (gevent and sync workers) vs COPY into the hypertables
+bench-ingest: venv services ## Ingest: /healthz floor, single samples, batches, COPY ceiling, then the catch-up scenario
 	@command -v wrk >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q wrk; }
 	$(PY) bench/ingest.py
+	$(PY) bench/catchup.py
 
 .PHONY: bench-catchup
 bench-catchup: venv services ## After an outage: 1,000 agents replay 10 minutes of spool each while sampling live
