@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import get_resolver
 from jsonschema import Draft202012Validator
 
+from monitoring.alert_models import AlertEpisode, AlertRule
 from monitoring.tasks import classify_server
 from tests import samples
 from tests.conftest import client_for
@@ -67,6 +68,14 @@ def test_dashboard_responses_match_the_spec(alice, bob, fed_box, other_box):
     check("/api/servers/", "get", client.post("/api/servers/"))
     check("/api/servers/", "get", client_for(bob).get("/api/servers/"))
     check("/api/metrics/latest/", "get", Client().get("/api/metrics/latest/"))
+    rule = AlertRule.objects.create(name="node offline", when={"offline": True}, for_seconds=120)
+    now = samples.now_minus(0)
+    AlertEpisode.objects.create(rule=rule, server=fed_box.server, state="firing", started_at=now, fired_at=now)
+    AlertEpisode.objects.create(
+        rule=rule, server=fed_box.server, state="resolved", started_at=now, fired_at=now, ended_at=now, value=130.0
+    )
+    check("/api/alerts/", "get", client.get("/api/alerts/"))
+    check("/api/alerts/", "get", client_for(bob).get("/api/alerts/"))
 
 
 def test_ingest_responses_match_the_spec(fed_box, retired_box, ingest, settings):

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from . import retention
+from . import alert_rules, retention
+from .alert_models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
 from .models import MonitoredServer, RetentionPolicy
 
 
@@ -65,3 +66,57 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- alerting: the same checks as the rules file's --------------------------------------------
+
+
+class AlertRuleForm(forms.ModelForm):
+    class Meta:
+        model = AlertRule
+        fields = ["name", "when", "for_seconds", "repeat_seconds", "servers", "notify", "enabled"]
+
+    def clean_when(self):
+        try:
+            alert_rules.condition(self.cleaned_data["when"])
+        except alert_rules.RulesError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return self.cleaned_data["when"]
+
+    def clean_servers(self):
+        try:
+            return alert_rules.selector(self.cleaned_data["servers"], "servers")
+        except alert_rules.RulesError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
+    list_display = ("name", "when", "for_seconds", "enabled")
+    list_filter = ("enabled",)
+    filter_horizontal = ("notify",)
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "url")
+
+
+@admin.register(AlertSilence)
+class AlertSilenceAdmin(admin.ModelAdmin):
+    list_display = ("pk", "rule", "server", "labels", "until", "comment")
+
+
+@admin.register(AlertEpisode)
+class AlertEpisodeAdmin(admin.ModelAdmin):
+    list_display = ("rule", "server", "state", "started_at", "fired_at", "ended_at", "silenced")
+    list_filter = ("state", "silenced")
+    readonly_fields = [f.name for f in AlertEpisode._meta.fields]
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("episode", "channel", "event", "state", "attempts", "sent_at", "last_error")
+    list_filter = ("state", "event")
+    readonly_fields = [f.name for f in AlertDelivery._meta.fields]

@@ -16,7 +16,7 @@ from . import catalogue
 from .auth import dashboard_api
 from .bottleneck import title_for
 from .history import HistoryRequestError, history_for, xid_event
-from .models import DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
+from .models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
 from .responses import error, gzipped, json_response
 
 # Per device: every field the catalogue has of the device (what its agent sent, what ingest derived).
@@ -165,3 +165,44 @@ def recent_xids(server: MonitoredServer, newest) -> dict[int, list[dict]]:
         if len(shown) < RECENT_XIDS_PER_GPU:
             shown.append(xid_event(event.gpu_index, event.xid, event.occurred_at))
     return found
+
+
+# Resolved episodes count as recent for a week; the API lists the newest of them.
+RECENT_ALERTS = timedelta(days=7)
+RECENT_ALERTS_LIMIT = 200
+
+
+def episode_block(episode: AlertEpisode) -> dict:
+    return {
+        "id": episode.pk,
+        "rule": episode.rule.name,
+        "server": episode.server.slug,
+        "status": episode.state,
+        "started_at": episode.started_at.isoformat(),
+        "fired_at": episode.fired_at.isoformat() if episode.fired_at else None,
+        "ended_at": episode.ended_at.isoformat() if episode.ended_at else None,
+        "value": episode.value,
+        "label": episode.label or None,
+        "reason": episode.reason or None,
+        "silenced": episode.silenced,
+    }
+
+
+@gzipped
+@dashboard_api
+def alerts_view(request: HttpRequest) -> HttpResponse:
+    """Firing and pending episodes, and those resolved in the last week (`server`: one server's)."""
+    episodes = AlertEpisode.objects.select_related("rule", "server")
+    wanted = request.GET.get("server", "").strip()
+    if wanted:
+        episodes = episodes.filter(server__slug=wanted)
+    since = timezone.now() - RECENT_ALERTS
+    recent = episodes.filter(state=AlertEpisode.RESOLVED, ended_at__gte=since).order_by("-ended_at")
+    return json_response(
+        {
+            "ok": True,
+            "firing": [episode_block(e) for e in episodes.filter(state=AlertEpisode.FIRING).order_by("-fired_at")],
+            "pending": [episode_block(e) for e in episodes.filter(state=AlertEpisode.PENDING).order_by("started_at")],
+            "recent": [episode_block(e) for e in recent[:RECENT_ALERTS_LIMIT]],
+        }
+    )

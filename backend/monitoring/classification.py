@@ -78,10 +78,13 @@ def classify_pending(server_id: int, batch_size: int = BATCH_SIZE) -> tuple[int,
     return classify_servers([server_id], batch_size).get(server_id, (0, False))
 
 
-def classify_servers(server_ids: list[int], batch_size: int = BATCH_SIZE) -> dict[int, tuple[int, bool]]:
+def classify_servers(
+    server_ids: list[int], batch_size: int = BATCH_SIZE, labelled: dict | None = None
+) -> dict[int, tuple[int, bool]]:
     """Classify up to batch_size unclassified snapshots of each server, oldest first, with one set
     of statements for all of them. Returns, per server that had any, (how many were classified,
-    whether more are waiting)."""
+    whether more are waiting); `labelled` collects per server (collected_at, label, reason) of
+    every snapshot labelled (for the alert rules)."""
     ids = sorted(set(server_ids))
     lookback = timedelta(seconds=DEFAULT_THRESHOLDS.idle_held_seconds + DEFAULT_THRESHOLDS.smooth_seconds)
     done: dict[int, tuple[int, bool]] = {}
@@ -114,6 +117,10 @@ def classify_servers(server_ids: list[int], batch_size: int = BATCH_SIZE) -> dic
             cursor.execute(UPDATE_SQL, [RULES_VERSION, *columns, min(starts), max(ends)], prepare=True)
             for server_id, classified in results:
                 server_counters.record_bottleneck(cursor, server_id, classified)
+                if labelled is not None:
+                    labelled.setdefault(server_id, []).extend(
+                        (at, label, reason) for at, label, _, reason in classified
+                    )
             tier_refresh.mark_dirty_many(
                 cursor, [(server_id, row[0]) for server_id, classified in results for row in classified]
             )

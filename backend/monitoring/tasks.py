@@ -7,8 +7,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import compression, maintenance, queue, retention, tier_refresh, tiers
-from .classification import classify_pending, classify_servers, servers_with_stale_pending
+from . import alert_delivery, alerting, compression, maintenance, queue, retention, tier_refresh, tiers
+from .classification import classify_servers, servers_with_stale_pending
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,7 @@ def classify_waiting() -> int:
     total = 0
     while servers := queue.take_waiting(SERVERS_PER_PASS):
         try:
-            while servers:
-                done = classify_servers(servers)
-                total += sum(count for count, _ in done.values())
-                # A server with more than one pass of backlog goes round again.
-                servers = [server_id for server_id, (_, more) in done.items() if more]
+            total += _classify(servers)
         except Exception:
             # Left to the retry, and to the sweeper should the retries fail too.
             for server_id in servers:
@@ -41,11 +37,44 @@ def classify_waiting() -> int:
 @shared_task(autoretry_for=(Exception,), retry_backoff=True, retry_kwargs={"max_retries": 5})
 def classify_server(server_id: int) -> int:
     """Classify every unclassified snapshot of one server (a vanished server has none)."""
-    total, more = 0, True
-    while more:
-        done, more = classify_pending(server_id)
-        total += done
+    return _classify([server_id])
+
+
+def _classify(servers: list[int]) -> int:
+    """Classify the servers' pending snapshots, a pass at a time while any has more, then
+    evaluate the alert rules over what was labelled."""
+    total, labelled = 0, {}
+    while servers:
+        done = classify_servers(servers, labelled=labelled)
+        total += sum(count for count, _ in done.values())
+        # A server with more than one pass of backlog goes round again.
+        servers = [server_id for server_id, (_, more) in done.items() if more]
+    try:
+        alerting.evaluate_labelled(labelled)
+    except Exception:
+        # The labels are stored; a rule that cannot be evaluated must not undo them.
+        log.exception("alert rules could not be evaluated for servers %s", sorted(labelled))
     return total
+
+
+@shared_task
+def evaluate_offline_alerts() -> int:
+    """Offline rules: servers without a sample for a rule's `for` fire, those back resolve."""
+    return alerting.evaluate_offline()
+
+
+@shared_task
+def deliver_alert(delivery_id: int) -> str:
+    return alert_delivery.deliver(delivery_id)
+
+
+@shared_task
+def deliver_due_alerts() -> int:
+    """Notices whose try is due: failed before, or never handed to the worker."""
+    ids = alert_delivery.due()
+    for delivery_id in ids:
+        alert_delivery.deliver(delivery_id)
+    return len(ids)
 
 
 @shared_task

@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/servers/", api.servers_view, name="api-servers"),
     path("api/metrics/latest/", api.latest_view, name="api-metrics-latest"),
     path("api/metrics/history/", api.history_view, name="api-metrics-history"),
+    path("api/alerts/", api.alerts_view, name="api-alerts"),
     path("api/ingest/servers/<str:server_slug>/metrics/", ingest.ingest_metrics, name="ingest-metrics"),
 ]

@@ -279,9 +279,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.compress_chunks",
         "schedule": float(env_int("MONITORING_COMPRESS_INTERVAL_SECONDS", 3600, minimum=60)),
     },
+    # Offline rules fire within their `for` and this many seconds.
+    "evaluate-offline-alerts": {
+        "task": "monitoring.tasks.evaluate_offline_alerts",
+        "schedule": float(env_int("MONITORING_ALERT_OFFLINE_INTERVAL_SECONDS", 15, minimum=1)),
+    },
+    # Notices that failed (or that the broker did not take) are tried again from here.
+    "deliver-due-alerts": {
+        "task": "monitoring.tasks.deliver_due_alerts",
+        "schedule": float(env_int("MONITORING_ALERT_RETRY_INTERVAL_SECONDS", 15, minimum=1)),
+    },
 }
 
 # --- TrainWatch ----------------------------------------------------------------
+# Where people open the dashboard: alert notices link to it.
+MONITORING_PUBLIC_URL = env_str("MONITORING_PUBLIC_URL", "http://localhost:8000")
 # Largest ingest body accepted; bigger ones get 413.
 MONITORING_INGEST_MAX_BODY_BYTES = env_int("MONITORING_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # How long ingest trusts what it read of a server (its token's hash, whether it is active): a
