@@ -17,6 +17,8 @@ chmod 700 "$RUN_DIR"
 : >"$RUN_DIR/pids"
 
 "${MANAGE[@]}" migrate --no-input -v0
+# Alert rules to start from, the first time (MONITORING_ALERT_RULES names another file).
+"${MANAGE[@]}" alerts import "${MONITORING_ALERT_RULES:-$root/deploy/alerts/example.yaml}" --if-empty >/dev/null
 login=$("${MANAGE[@]}" local_login --file "$RUN_DIR/login.txt")
 
 # This machine, registered once; its token lives only in $RUN_DIR/agent-token.

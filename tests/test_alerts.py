@@ -17,7 +17,7 @@ from monitoring.alert_models import AlertChannel, AlertDelivery, AlertEpisode, A
 from monitoring.alert_rules import RulesError, export_text, import_text
 from monitoring.tasks import classify_server, deliver_due_alerts
 from tests import samples
-from tests.conftest import client_for
+from tests.conftest import ROOT, client_for
 from tests.mail import SmtpServer
 from tests.receiver import Receiver
 
@@ -99,6 +99,11 @@ def test_a_rules_file_imports_and_exports_back_unchanged():
     rule = AlertRule.objects.get(name="idle GPUs holding memory")
     assert rule.for_seconds == 900 and rule.servers == {"labels": {"role": "trainer"}}
     assert AlertRule.objects.get(name="hot GPU").repeat_seconds == 4 * 3600
+
+
+def test_the_example_rules_file_imports():
+    result = import_text((ROOT / "deploy" / "alerts" / "example.yaml").read_text())
+    assert len(result.created) == 8 and AlertRule.objects.filter(name="memory in use (example)").exists()
 
 
 def test_import_updates_by_name_and_prune_removes_the_rest():

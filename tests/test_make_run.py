@@ -71,6 +71,14 @@ def test_make_run_shows_this_machine_live_and_stops_cleanly(tmp_path):
         assert 0 < snapshot["memory"]["percent"] <= 100
         assert snapshot["age_seconds"] < 30
         assert session.get(f"{base}/", timeout=10).status_code == 200
+
+        # The example rules were imported; one of them fires on any machine within half a minute.
+        def firing():
+            alerts = session.get(f"{base}/api/alerts/", params={"server": slug}, timeout=10).json()
+            return [a for a in alerts["firing"] if a["rule"] == "memory in use (example)"]
+
+        episode = eventually(firing, timeout=90, message="the example rule firing in /api/alerts/")[0]
+        assert episode["server"] == slug and episode["value"] > 1
     finally:
         os.killpg(make.pid, signal.SIGINT)
         output, _ = make.communicate(timeout=60)

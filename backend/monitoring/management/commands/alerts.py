@@ -31,6 +31,7 @@ class Command(BaseCommand):
         imp = sub.add_parser("import", help="create or update channels and rules from a YAML file")
         imp.add_argument("file", help="the rules file, or - for standard input")
         imp.add_argument("--prune", action="store_true", help="delete channels and rules the file lacks")
+        imp.add_argument("--if-empty", action="store_true", help="only when no channel or rule exists yet")
         sub.add_parser("export", help="write every channel and rule as YAML")
         test = sub.add_parser("test", help="send a test notice through a channel now")
         test.add_argument("channel")
@@ -49,6 +50,9 @@ class Command(BaseCommand):
         getattr(self, "_" + action.replace("-", "_"))(opts)
 
     def _import(self, opts):
+        if opts["if_empty"] and (AlertRule.objects.exists() or AlertChannel.objects.exists()):
+            self.stdout.write("rules exist already: nothing imported")
+            return
         text = sys.stdin.read() if opts["file"] == "-" else _read(opts["file"])
         try:
             result = import_text(text, prune=opts["prune"])
