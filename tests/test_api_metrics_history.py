@@ -84,7 +84,9 @@ def test_a_coarser_point_sums_energy_and_averages_power(alice, box, ingest, sett
     gpu0 = [p["gpus"][0] for p in data["points"]]
     # Every 2 s after the first sample drew 600 J, at 300 W: the points' sums add up to all of it.
     assert sum(g["energy_joules"] or 0 for g in gpu0) == pytest.approx(600.0 * 29, abs=0.1)
-    assert len(gpu0) > 1 and [g["energy_w"] for g in gpu0] == [300.0] * len(gpu0)
+    # The first point may hold only the first sample, which has no earlier one to derive power from.
+    assert len(gpu0) > 1 and gpu0[0]["energy_w"] in (None, 300.0)
+    assert [g["energy_w"] for g in gpu0[1:]] == [300.0] * (len(gpu0) - 1)
 
 
 def test_xid_errors_show_in_the_window_once_each(alice, box, ingest):
