@@ -112,11 +112,9 @@ def _check(rule: Rule, at: datetime, label: str, values: dict, xids) -> tuple[bo
 class Tracker:
     """One rule on one server: its open episode, moved along sample by sample."""
 
-    def __init__(self, rule: Rule, server: MonitoredServer, silences: list[AlertSilence]):
+    def __init__(self, rule: Rule, server: MonitoredServer, silences: list[AlertSilence], episode: AlertEpisode | None):
         self.rule, self.server, self.silences = rule, server, silences
-        self.episode = AlertEpisode.objects.filter(
-            rule=rule.stored, server=server, state__in=[AlertEpisode.PENDING, AlertEpisode.FIRING]
-        ).first()
+        self.episode = episode
         # (episode, event, its notice number, the payload as things stood)
         self.notices: list[tuple[AlertEpisode, str, int, dict]] = []
 
@@ -163,6 +161,16 @@ class Tracker:
             episode.last_notice_at = at
         sequence = episode.notices if event != "resolved" else 0
         self.notices.append((episode, event, sequence, payload(episode, event)))
+
+
+def open_episodes(rules: list[Rule], server_ids: list[int] | None = None) -> dict[tuple[int, int], AlertEpisode]:
+    """The pending and firing episodes of these rules (and servers), by (rule id, server id)."""
+    found = AlertEpisode.objects.filter(
+        rule__in=[r.stored for r in rules], state__in=[AlertEpisode.PENDING, AlertEpisode.FIRING]
+    )
+    if server_ids is not None:
+        found = found.filter(server_id__in=server_ids)
+    return {(e.rule_id, e.server_id): e for e in found}
 
 
 def silence_covers(silence: AlertSilence, rule: AlertRule, server: MonitoredServer, at: datetime) -> bool:
@@ -212,6 +220,7 @@ def evaluate_labelled(labelled: Labelled) -> int:
         return 0
     servers = {s.pk: s for s in MonitoredServer.objects.filter(pk__in=list(labelled))}
     silences = _current_silences()
+    episodes = open_episodes(rules, list(labelled))
     written = 0
     for server_id, rows in labelled.items():
         server = servers.get(server_id)
@@ -226,7 +235,7 @@ def evaluate_labelled(labelled: Labelled) -> int:
         window = max((r.stored.for_seconds for r in mine if r.condition.kind == "xid"), default=0)
         xids = _xids(server_id, start - timedelta(seconds=window), end) if window else []
         with transaction.atomic():
-            trackers = [Tracker(rule, server, silences) for rule in mine]
+            trackers = [Tracker(rule, server, silences, episodes.get((rule.stored.pk, server_id))) for rule in mine]
             for at, label, reason in rows:
                 for tracker in trackers:
                     held, value = _check(tracker.rule, at, label, values, xids)
@@ -245,6 +254,7 @@ def evaluate_offline(now: datetime | None = None) -> int:
     if not rules:
         return 0
     silences = _current_silences()
+    episodes = open_episodes(rules)
     written = 0
     servers = list(MonitoredServer.objects.filter(is_active=True, latest_snapshot_at__isnull=False))
     with transaction.atomic():
@@ -253,7 +263,7 @@ def evaluate_offline(now: datetime | None = None) -> int:
             for server in servers:
                 if not selects(rule.stored.servers, server.slug, server.agent_labels):
                     continue
-                tracker = Tracker(rule, server, silences)
+                tracker = Tracker(rule, server, silences, episodes.get((rule.stored.pk, server.pk)))
                 silent_for = (now - server.latest_snapshot_at).total_seconds()
                 held = silent_for >= rule.stored.for_seconds
                 if held and tracker.episode is None:
