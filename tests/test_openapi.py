@@ -76,6 +76,8 @@ def test_dashboard_responses_match_the_spec(alice, bob, fed_box, other_box):
     )
     check("/api/alerts/", "get", client.get("/api/alerts/"))
     check("/api/alerts/", "get", client_for(bob).get("/api/alerts/"))
+    check("/api/fleet/report/", "get", client.get("/api/fleet/report/", {"days": 1}))
+    check("/api/fleet/report/", "get", client.get("/api/fleet/report/", {"days": "x"}))
 
 
 def test_ingest_responses_match_the_spec(fed_box, retired_box, ingest, settings):

@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import catalogue
+from . import catalogue, report
 from .auth import dashboard_api
 from .bottleneck import title_for
 from .history import HistoryRequestError, history_for, xid_event
@@ -206,3 +206,22 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
             "recent": [episode_block(e) for e in recent[:RECENT_ALERTS_LIMIT]],
         }
     )
+
+
+@gzipped
+@dashboard_api
+def fleet_report_view(request: HttpRequest) -> HttpResponse:
+    """Where the fleet's GPU-hours went: `days` (7) or `from`/`to`; `format=csv` for spreadsheets."""
+    try:
+        window = report.parse_window(request.GET)
+    except report.ReportRequestError as exc:
+        return error(400, str(exc))
+    fmt = request.GET.get("format", "json").strip().lower()
+    if fmt not in ("json", "csv"):
+        return error(400, f"format must be json or csv, not {fmt[:20]!r}")
+    body = report.fleet_report(window)
+    if fmt == "csv":
+        response = HttpResponse(report.as_csv(body), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="trainwatch-fleet-report.csv"'
+        return response
+    return json_response(body)

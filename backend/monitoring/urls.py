@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/metrics/latest/", api.latest_view, name="api-metrics-latest"),
     path("api/metrics/history/", api.history_view, name="api-metrics-history"),
     path("api/alerts/", api.alerts_view, name="api-alerts"),
+    path("api/fleet/report/", api.fleet_report_view, name="api-fleet-report"),
     path("api/ingest/servers/<str:server_slug>/metrics/", ingest.ingest_metrics, name="ingest-metrics"),
 ]

@@ -1,0 +1,157 @@
+"""GET /api/fleet/report/: GPU-hours by bottleneck for the fleet, each server and each day, from
+the tiers, agreeing with raw rows; sorted by hours lost; CSV; the newest samples included."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from monitoring.models import MonitoredServer
+from monitoring.report import REPORT_LABELS, USEFUL
+from monitoring.tasks import classify_server
+from tests import samples
+from tests.conftest import client_for, make_user, register
+
+pytestmark = pytest.mark.usefixtures("tier_db")
+
+
+def seed(slug: str, days: float, gpus: int, seed: int) -> MonitoredServer:
+    call_command(
+        "seed_history",
+        slug,
+        "--days",
+        str(days),
+        "--gpus",
+        str(gpus),
+        "--disks",
+        "1",
+        "--interval",
+        "10",
+        "--seed",
+        str(seed),
+        "--no-progress",
+        stdout=StringIO(),
+    )
+    return MonitoredServer.objects.get(slug=slug)
+
+
+def get(**params):
+    return client_for(make_user("alice@example.com")).get("/api/fleet/report/", params)
+
+
+def raw_hours(since) -> dict:
+    """GPU-hours per (server slug, label) straight from raw rows (each GPU sample: the interval)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.slug, coalesce(s.bottleneck_label, 'unclassified'), count(*) * m.sample_interval_seconds / 3600 "
+            "FROM monitoring_snapshot s JOIN monitoring_gpusample g "
+            "ON g.server_id = s.server_id AND g.collected_at = s.collected_at "
+            "JOIN monitoring_monitoredserver m ON m.id = s.server_id "
+            "WHERE s.collected_at >= %s GROUP BY 1, 2, m.sample_interval_seconds",
+            [since],
+        )
+        found = {}
+        for slug, label, hours in cursor.fetchall():
+            found[(slug, label)] = hours
+        return found
+
+
+def sums_up(block: dict) -> bool:
+    return abs(sum(block["by_bottleneck"].values()) - block["gpu_hours"]) <= 0.01 * max(1.0, block["gpu_hours"])
+
+
+@pytest.mark.parametrize(("days", "source"), [(1.5, "1m"), (3, "1h")])
+def test_gpu_hours_by_bottleneck_agree_with_raw_rows(days, source):
+    seed("a100-01", 3, gpus=4, seed=1)
+    seed("a100-02", 3, gpus=2, seed=2)
+    data = get(days=days).json()
+    assert data["ok"] is True and data["source"] == source
+    fleet = data["fleet"]
+    assert fleet["servers"] == 2 and sums_up(fleet)
+    assert all(sums_up(s) for s in data["servers"]) and all(sums_up(d) for d in data["days"])
+    raw = raw_hours(samples.now_minus(days * 86400))
+    total = sum(raw.values())
+    # The tiers cover whole buckets: the window's first bucket adds at most one bucket per server.
+    assert fleet["gpu_hours"] == pytest.approx(total, rel=0.03)
+    for label in REPORT_LABELS:
+        expected = sum(h for (_, lab), h in raw.items() if lab == label)
+        assert abs(fleet["by_bottleneck"][label] - expected) <= 0.03 * total, label
+    by_slug = {s["slug"]: s for s in data["servers"]}
+    assert by_slug["a100-01"]["gpu_count"] == 4 and by_slug["a100-02"]["gpu_count"] == 2
+    assert 0 < fleet["utilization_percent"] < 100 and fleet["energy_kwh"] > 0
+
+
+def test_servers_are_sorted_by_hours_lost_and_name_their_top_bottleneck():
+    seed("a100-01", 1, gpus=4, seed=1)
+    seed("a100-02", 1, gpus=1, seed=2)
+    servers = get(days=1).json()["servers"]
+    lost = [s["lost_gpu_hours"] for s in servers]
+    assert lost == sorted(lost, reverse=True)
+    for s in servers:
+        assert s["lost_gpu_hours"] == pytest.approx(
+            sum(v for label, v in s["by_bottleneck"].items() if label not in USEFUL), abs=0.01
+        )
+        assert s["top_bottleneck"] == max(s["by_bottleneck"], key=s["by_bottleneck"].get)
+
+
+def test_the_newest_samples_count_before_the_tiers_have_them(ingest):
+    node = register("fresh-box", "Fresh Box")
+    start = samples.now_minus(120)
+    for i in range(30):
+        ingest.send(node, samples.body(start + timedelta(seconds=2 * i), step=i, gpus=4))
+    classify_server(node.server.id)
+    data = get(days=1).json()
+    box = next(s for s in data["servers"] if s["slug"] == "fresh-box")
+    # 30 samples of 4 GPUs, 2 s each: 240 GPU-seconds, all gpu-bound.
+    assert box["gpu_hours"] == pytest.approx(240 / 3600, abs=0.002)
+    assert box["by_bottleneck"]["gpu-bound"] == pytest.approx(240 / 3600, abs=0.002)
+    assert data["days"][-1]["gpu_hours"] >= box["gpu_hours"]
+
+
+def test_csv_has_a_row_per_server_and_a_column_per_label():
+    seed("a100-01", 0.5, gpus=2, seed=1)
+    response = get(days=1, format="csv")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["slug"] for r in rows] == ["a100-01"]
+    assert set(REPORT_LABELS) <= set(rows[0])
+    assert float(rows[0]["gpu_hours"]) == pytest.approx(sum(float(rows[0][label]) for label in REPORT_LABELS), abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"days": "x"}, "days must be a number"),
+        ({"days": "0"}, "days must be more than 0"),
+        ({"from": "yesterday"}, "from must be an ISO 8601 time"),
+        ({"from": "2026-11-20T00:00:00"}, "from must include a timezone offset"),
+        ({"to": "2026-11-20T00:00:00Z"}, "from is required with to"),
+        ({"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}, "from must be before to"),
+        ({"format": "xml"}, "format must be json or csv"),
+    ],
+)
+def test_bad_parameters_are_400(params, message):
+    response = get(**params)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
+
+
+def test_from_and_to_choose_the_window():
+    seed("a100-01", 2, gpus=2, seed=1)
+    end = samples.now_minus(86400).replace(minute=0, second=0, microsecond=0)
+    data = get(**{"from": (end - timedelta(hours=6)).isoformat(), "to": end.isoformat()}).json()
+    assert data["source"] == "1m" and data["from"] == (end - timedelta(hours=6)).isoformat()
+    assert data["fleet"]["gpu_hours"] == pytest.approx(2 * 6, rel=0.03)  # 2 GPUs for 6 hours
+
+
+def test_signed_out_is_401_and_not_allowlisted_is_403():
+    from django.test import Client
+
+    assert Client().get("/api/fleet/report/").status_code == 401
+    assert client_for(make_user("bob@example.com")).get("/api/fleet/report/").status_code == 403
