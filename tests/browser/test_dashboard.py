@@ -1,5 +1,5 @@
 """The dashboard page in a real browser: sign-in, the fleet, the selected server, its charts,
-time ranges and zoom in the URL, live refresh and the empty states."""
+time ranges and zoom in the URL, live refresh, alerts and the empty states."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from monitoring.alert_models import AlertEpisode, AlertRule
+from monitoring.bottleneck import title_for
 from monitoring.catalogue import XID_MEANINGS
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server
@@ -455,3 +457,167 @@ def test_xid_errors_are_marked_on_the_gpu_charts_and_in_the_gpu_table(alice_page
     expect(marks.nth(1)).to_have_attribute("title", re.compile(re.escape(f"XID 13 on GPU 0: {XID_MEANINGS[13]}")))
     expect(rows.nth(0).locator(".chip.xid")).to_have_text("XID 13")
     expect(rows.nth(1).locator(".chip.xid")).to_have_text("XID 79")
+
+
+# --- alerts ---------------------------------------------------------------------------------------------
+
+
+def episode(rule: str, server: MonitoredServer, state: str, start, **fields) -> AlertEpisode:
+    """An alert episode of `rule` (made on first use) on `server`, as the worker would have stored it."""
+    stored, _ = AlertRule.objects.get_or_create(
+        name=rule, defaults={"when": {"metric": "temperature_c", "op": ">", "value": 85}}
+    )
+    return AlertEpisode.objects.create(rule=stored, server=server, state=state, started_at=start, **fields)
+
+
+def bands(page, chart: str) -> list[dict]:
+    """The alert bands of a chart, in the order drawn, with their data attributes."""
+    return page.eval_on_selector_all(
+        f"#chart-{chart} .alert-band", "els => els.map(el => Object.assign({title: el.title}, el.dataset))"
+    )
+
+
+def test_alerts_mark_the_fleet_list_the_server_and_band_its_charts(alice_page, fleet):
+    now = timezone.now()
+    minutes = lambda n: now - timedelta(minutes=n)  # noqa: E731
+    hot = episode(
+        "hot GPU",
+        fleet["gpu"],
+        "firing",
+        minutes(20),
+        fired_at=minutes(18),
+        value=91.5,
+        reason="GPU 1 at 91.5 °C",
+    )
+    slow = episode("slow disk", fleet["gpu"], "pending", minutes(2), value=99.0)
+    idle = episode(
+        "idle GPUs",
+        fleet["gpu"],
+        "resolved",
+        minutes(50),
+        fired_at=minutes(48),
+        ended_at=minutes(40),
+        label="gpu-idle-held",
+        reason="GPU memory held at 0% utilization",
+    )
+    earlier = episode("hot GPU", fleet["gpu"], "resolved", minutes(300), fired_at=minutes(299), ended_at=minutes(240))
+    muted = episode("memory full", fleet["cpu"], "firing", minutes(30), fired_at=minutes(29), silenced=True)
+    # Another server's and a week-old episode are no business of gpu-box-01's view.
+    episode("idle GPUs", fleet["old"], "resolved", minutes(9 * 24 * 60), ended_at=minutes(8 * 24 * 60))
+
+    page = alice_page
+    page.goto("/?server=gpu-box-01&range=1h")
+    wait_drawn(page)
+
+    # The fleet: a red badge on the server with a firing alert, a grey one where it is silenced.
+    badge = page.locator('#fleet li[data-slug="gpu-box-01"] .alert-badge')
+    expect(badge).to_have_text("1")
+    expect(badge).to_have_attribute("data-silenced", "false")
+    expect(badge).to_have_attribute("title", "1 alert firing:\nhot GPU")
+    grey = page.locator('#fleet li[data-slug="cpu-node-07"] .alert-badge')
+    expect(grey).to_have_text("1")
+    expect(grey).to_have_class("alert-badge silenced")
+    expect(grey).to_have_attribute("title", "1 alert firing:\nmemory full (silenced)")
+    for slug in ("old-box", "spare-box"):
+        expect(page.locator(f'#fleet li[data-slug="{slug}"] .alert-badge')).to_be_hidden()
+    # One request serves the whole fleet.
+    asked = [r["params"] for r in page.evaluate("window.trainwatch.requests") if r["path"] == "/api/alerts/"]
+    assert asked and all(params == {} for params in asked)
+
+    # The server's list: firing and pending first, then the resolved ones, newest first.
+    panel = page.locator("#alerts-panel")
+    expect(panel.locator("h2 small")).to_have_text("1 firing · 1 pending · 2 resolved in the last 7 days")
+    open_ = page.locator("#alerts-open li")
+    expect(open_).to_have_count(2)
+    assert [open_.nth(i).get_attribute("data-episode") for i in range(2)] == [str(hot.pk), str(slow.pk)]
+    expect(open_.nth(0).locator(".alert-status")).to_have_text("firing")
+    expect(open_.nth(0).locator(".rule")).to_have_text("hot GPU")
+    expect(open_.nth(0).locator(".when")).to_have_text(re.compile(r"^since \d\d:\d\d \(18 min\)$"))
+    expect(open_.nth(0).locator(".value")).to_have_text("91.5")
+    expect(open_.nth(0).locator(".reason")).to_have_text("GPU 1 at 91.5 °C")
+    expect(open_.nth(1).locator(".alert-status")).to_have_text("pending")
+    expect(open_.nth(1).locator(".when")).to_have_text(re.compile(r"^since \d\d:\d\d \(2 min\)$"))
+    recent = page.locator("#alerts-recent li")
+    expect(recent).to_have_count(2)
+    assert [recent.nth(i).get_attribute("data-episode") for i in range(2)] == [str(idle.pk), str(earlier.pk)]
+    expect(recent.nth(0)).to_have_attribute("data-status", "resolved")
+    expect(recent.nth(0).locator(".when")).to_have_text(re.compile(r"^\d\d:\d\d – \d\d:\d\d \(10 min\)$"))
+    expect(recent.nth(0).locator('.chip[data-label="gpu-idle-held"]')).to_have_text(title_for("gpu-idle-held"))
+    expect(recent.nth(1).locator(".when")).to_have_text(re.compile(r"\(1 h\)$"))
+
+    # Every chart bands the episodes that overlap the hour on screen, oldest first.
+    charts = set(chart_lengths(page))
+    assert charts == HOST_CHARTS | GPU_CHARTS
+    for chart in charts:
+        assert [b["episode"] for b in bands(page, chart)] == [str(idle.pk), str(hot.pk), str(slow.pk)], chart
+    shown = {b["episode"]: b for b in bands(page, "gpu-temperature")}
+    assert shown[str(hot.pk)]["status"] == "firing" and shown[str(hot.pk)]["rule"] == "hot GPU"
+    assert shown[str(slow.pk)]["status"] == "pending"
+    assert shown[str(idle.pk)]["status"] == "resolved" and shown[str(idle.pk)]["silenced"] == "false"
+    assert shown[str(hot.pk)]["title"].startswith("hot GPU · firing\n")
+    assert shown[str(hot.pk)]["title"].endswith("\n91.5\nGPU 1 at 91.5 °C")
+    # A resolved band spans its episode; a firing one reaches the present.
+    place = """([id, start, end]) => {
+        const u = window.trainwatch.charts.cpu;
+        const band = document.querySelector(`#chart-cpu .alert-band[data-episode="${id}"]`);
+        return [parseFloat(band.style.left), parseFloat(band.style.width),
+                u.valToPos(start, "x"), u.valToPos(Math.min(end, u.scales.x.max), "x")];
+    }"""
+    left, width, start, end = page.evaluate(place, [idle.pk, minutes(50).timestamp(), minutes(40).timestamp()])
+    assert left == pytest.approx(start, abs=0.5) and width == pytest.approx(end - start, abs=0.5)
+    left, width, start, end = page.evaluate(place, [hot.pk, minutes(20).timestamp(), time.time() + 60])
+    assert left == pytest.approx(start, abs=0.5) and left + width == pytest.approx(end, abs=0.5)
+
+    # Six hours reach back to the earlier episode.
+    drawn = page.evaluate("window.trainwatch.drawCount")
+    page.click('#ranges button[data-range="6h"]')
+    wait_drawn(page, drawn + 1)
+    expect(page.locator("#chart-cpu .alert-band")).to_have_count(4)
+    assert [b["episode"] for b in bands(page, "cpu")][0] == str(earlier.pk)
+
+    # A click on a badge opens its server, as a click on the server does.
+    drawn = page.evaluate("window.trainwatch.drawCount")
+    grey.click()
+    wait_drawn(page, drawn + 1)
+    assert query(page) == {"server": "cpu-node-07", "range": "6h"}
+    expect(page.locator('#fleet a[aria-current="true"]')).to_have_attribute("data-slug", "cpu-node-07")
+    expect(page.locator("#alerts-open li")).to_have_count(1)
+    item = page.locator("#alerts-open li").first
+    expect(item).to_have_attribute("data-episode", str(muted.pk))
+    expect(item).to_have_attribute("data-silenced", "true")
+    expect(item.locator(".alert-status")).to_have_text("silenced")
+    expect(page.locator("#alerts-recent")).to_have_count(0)
+    expect(page.locator("#chart-cpu .alert-band")).to_have_count(1)
+    assert bands(page, "cpu")[0]["episode"] == str(muted.pk)
+    expect(page.locator("#chart-cpu .alert-band")).to_have_class("alert-band firing silenced")
+    # Back returns to gpu-box-01, its list and its bands.
+    page.go_back()
+    expect(page.locator("#chart-cpu .alert-band")).to_have_count(4)
+    expect(page.locator("#alerts-open li")).to_have_count(2)
+
+
+def test_the_refresh_picks_up_new_and_resolved_alerts(alice_page, fleet):
+    page = alice_page
+    page.goto("/?server=gpu-box-01&range=1h")
+    wait_drawn(page)
+    expect(page.locator("#fleet .alert-badge:not(.hidden)")).to_have_count(0)
+    expect(page.locator("#alerts-panel")).to_have_count(0)
+    expect(page.locator("#charts .alert-band")).to_have_count(0)
+
+    # The page asks for alerts at the selected server's sample interval (10 s here).
+    started = timezone.now() - timedelta(minutes=5)
+    hot = episode("hot GPU", fleet["gpu"], "firing", started, fired_at=started, value=88.0)
+    badge = page.locator('#fleet li[data-slug="gpu-box-01"] .alert-badge')
+    expect(badge).to_have_text("1", timeout=25_000)
+    expect(badge).to_have_attribute("data-silenced", "false")
+    expect(page.locator("#alerts-open li")).to_have_count(1)
+    expect(page.locator("#alerts-open li").first).to_have_attribute("data-episode", str(hot.pk))
+    expect(page.locator("#chart-gpu-temperature .alert-band")).to_have_count(1)
+    expect(page.locator("#chart-gpu-temperature .alert-band")).to_have_attribute("data-status", "firing")
+
+    # Once it resolves, the badge goes, the list moves it under the resolved ones, the band stays.
+    AlertEpisode.objects.filter(pk=hot.pk).update(state="resolved", ended_at=timezone.now())
+    expect(badge).to_be_hidden(timeout=25_000)
+    expect(page.locator("#alerts-open li.none")).to_have_text("Nothing firing or pending.")
+    expect(page.locator("#alerts-recent li")).to_have_count(1)
+    expect(page.locator("#chart-gpu-temperature .alert-band")).to_have_attribute("data-status", "resolved")

@@ -1,4 +1,5 @@
-/* TrainWatch dashboard: the uPlot charts of /api/metrics/history/, drawn as chartdata.js describes them.
+/* TrainWatch dashboard: the uPlot charts of /api/metrics/history/, drawn as chartdata.js describes them,
+   with the XID errors and the selected server's alert episodes marked on them.
 
    Charts are built once per server (their series depend on its GPUs and disks) and then only
    fed new data with setData, so refreshes neither flicker nor lose the zoom. All charts share
@@ -208,6 +209,48 @@
     );
   }
 
+  /* Alert episodes on every chart: a translucent band over the stretch of each one that overlaps the
+     visible range, from when its condition began to when it ended (now while it is open). The bands
+     lie over the plot (uPlot's overlay) beneath the cursor and the XID lines, and let the mouse
+     through but for a strip along their top, whose tooltip is the band's title (rule, times, what
+     held, reason). Redrawn after every draw (new data, zoom, resize) and whenever the episodes change;
+     each band is an .alert-band with data-episode, data-rule, data-status and data-silenced. */
+  const BAND_MIN_PX = 2;
+  function drawEpisodes(u, episodes) {
+    let layer = u.over.querySelector(".alert-bands");
+    if (!layer) {
+      layer = h("div", { class: "alert-bands" });
+      u.over.prepend(layer);
+    }
+    const { min, max } = u.scales.x;
+    const now = TW.clock.now() / 1000;
+    const bands = [];
+    if (min != null && max != null) {
+      for (const e of episodes) {
+        const span = TW.alerts.span(e, now);
+        if (!span || span[1] < min || span[0] > max) continue;
+        const left = u.valToPos(Math.max(span[0], min), "x");
+        const right = u.valToPos(Math.min(span[1], max), "x");
+        bands.push(
+          h(
+            "span",
+            {
+              class: "alert-band " + e.status + (e.silenced ? " silenced" : ""),
+              style: "left:" + left.toFixed(1) + "px;width:" + Math.max(BAND_MIN_PX, right - left).toFixed(1) + "px",
+              title: TW.alerts.title(e),
+              "data-episode": e.id,
+              "data-rule": e.rule,
+              "data-status": e.status,
+              "data-silenced": e.silenced ? "true" : "false",
+            },
+            h("i", { class: "alert-band-edge" }),
+          ),
+        );
+      }
+    }
+    layer.replaceChildren(...bands);
+  }
+
   // The timeline: one coloured stretch per run of the same label.
   function drawBand(u, resolution) {
     const [x, codes] = u.data;
@@ -247,6 +290,7 @@
       this.shapeKey = null;
       this.resolution = { value: 2 };
       this.xids = []; // the window's XID errors, marked on the GPU charts
+      this.episodes = []; // the server's alert episodes, as bands on every chart
       this.resize = new ResizeObserver(() => this.fit());
       this.resize.observe(container);
       matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
@@ -272,6 +316,17 @@
         if (spec.kind === "band") this.updateBandKey(model.points, model.scale);
         if (spec.energy) this.updateEnergy(spec, model.points, model.scale);
       }
+    }
+
+    /* The selected server's alert episodes (as /api/alerts/ lists them), oldest first so that newer
+       bands lie on top; redrawn at once on the charts there are. */
+    setEpisodes(episodes) {
+      this.episodes = (episodes || [])
+        .map((e) => [TW.alerts.span(e, 0), e])
+        .filter(([span]) => span)
+        .sort((a, b) => a[0][0] - b[0][0])
+        .map(([, e]) => e);
+      for (const u of Object.values(this.plots)) drawEpisodes(u, this.episodes);
     }
 
     setScale(min, max) {
@@ -316,7 +371,10 @@
           spec.kind === "band"
             ? bandOptions(w, this.handlers, this.resolution)
             : lineOptions(spec, w, this.handlers, this.resolution);
-        if (spec.xids) opts.hooks.draw = [(u) => drawXids(u, this.xids)];
+        const draws = opts.hooks.draw || [];
+        if (spec.xids) draws.push((u) => drawXids(u, this.xids));
+        draws.push((u) => drawEpisodes(u, this.episodes));
+        opts.hooks.draw = draws;
         this.plots[spec.id] = new uPlot(opts, [[]].concat(opts.series.slice(1).map(() => [])), plot);
       }
     }

@@ -2,8 +2,10 @@
 
    Requests: /api/servers/ once at start (and while the selected server has no samples yet);
    /api/metrics/latest/ at the server's sample interval (its `servers` list keeps the fleet
-   current); /api/metrics/history/ once per refresh, at max(interval, resolution). Between full
-   reads, a refresh asks only for the last minutes and merges them into the newest buckets.
+   current); /api/alerts/ at the same pace, for the whole fleet (the fleet's badges, the selected
+   server's alert list and the bands on its charts); /api/metrics/history/ once per refresh, at
+   max(interval, resolution). Between full reads, a refresh asks only for the last minutes and
+   merges them into the newest buckets.
    The view (server, range, zoom) lives in the URL (router.js).
 
    window.trainwatch is a small read-only handle for tests and benchmarks: chart lengths, the
@@ -12,7 +14,7 @@
 (function () {
   "use strict";
   const TW = window.TW;
-  const { states, clock, router, api, fleet, panels, toolbar, status } = TW;
+  const { states, clock, router, api, fleet, panels, toolbar, status, alerts } = TW;
 
   const MIN_REFRESH_S = 2; // never poll faster than this, whatever the agent's interval
   const SLOW_POLL_S = 15; // a server that is not reporting is asked less often
@@ -32,8 +34,12 @@
     generation: 0, // bumps on every selection, so that late answers for an old one are dropped
     failing: false,
     updatedAt: null,
+    alerts: null, // the last answer of /api/alerts/ (the whole fleet's), or null before the first
   };
-  const timers = { latest: null, history: null, servers: null };
+  const timers = { latest: null, history: null, servers: null, alerts: null };
+  // The alerts are the fleet's, not the selected server's: a new selection leaves their poll running.
+  const FLEET_TIMERS = new Set(["alerts"]);
+  let firingBySlug = {};
   const skipped = {}; // what came due while the tab was hidden
   const charts = new TW.Charts(document.getElementById("charts"), { onZoom: zoomTo, onResetZoom: resetZoom });
 
@@ -82,6 +88,7 @@
   }
   function stopTimers() {
     for (const k of Object.keys(timers)) {
+      if (FLEET_TIMERS.has(k)) continue;
       clearTimeout(timers[k]);
       timers[k] = null;
       delete skipped[k];
@@ -110,6 +117,7 @@
       return;
     }
     renderFleet();
+    if (!timers.alerts && !state.alerts) loadAlerts();
     if (!state.server) {
       // The first live server, else the first with samples, else the first.
       const now = clock.now();
@@ -140,6 +148,7 @@
     const server = selectedServer();
     if (!server) return renderEmpty();
     status.hideEmpty();
+    renderAlerts();
     if (!server.latest_snapshot_at) return waitForFirstSample();
     renderSelected();
     const generation = state.generation;
@@ -163,6 +172,29 @@
     }
     const period = isQuiet(selectedServer()) ? SLOW_POLL_S : intervalOf(selectedServer());
     schedule("latest", period, () => loadLatest(generation));
+  }
+
+  /* Every firing, pending and recently resolved alert episode of the fleet, as often as the selected
+     server's latest sample is asked for (every 5 s while no server with samples is shown). */
+  let alertsInFlight = false;
+  async function loadAlerts() {
+    if (alertsInFlight) return;
+    alertsInFlight = true;
+    try {
+      const body = await api.get("/api/alerts/");
+      state.alerts = { firing: body.firing || [], pending: body.pending || [], recent: body.recent || [] };
+      firingBySlug = alerts.firingBySlug(state.alerts);
+      renderFleet();
+      if (selectedServer()) renderAlerts();
+    } catch (err) {
+      failed(err, "Alerts");
+    } finally {
+      alertsInFlight = false;
+    }
+    const server = selectedServer();
+    let period = WAIT_POLL_S;
+    if (server && server.latest_snapshot_at) period = isQuiet(server) ? SLOW_POLL_S : intervalOf(server);
+    schedule("alerts", period, loadAlerts);
   }
 
   async function loadHistory(generation, mode) {
@@ -302,7 +334,14 @@
   // --- handing the state to the views -----------------------------------------------------------
 
   function renderFleet() {
-    fleet.render(state.servers, state.server, pick);
+    fleet.render(state.servers, state.server, pick, firingBySlug);
+  }
+
+  // The selected server's alert list, and its episodes as bands on its charts.
+  function renderAlerts() {
+    const mine = alerts.ofServer(state.alerts, state.server);
+    alerts.renderList(mine);
+    charts.setEpisodes(mine.firing.concat(mine.pending, mine.recent));
   }
 
   function renderSelected() {

@@ -1,5 +1,6 @@
 /* TrainWatch dashboard: the fleet list, every active server with its state, bottleneck, busiest
-   GPU and the age of its newest sample. Rows are updated in place, so focus and hover stay put. */
+   GPU, the age of its newest sample and a badge for its firing alerts. Rows are updated in place,
+   so focus and hover stay put. */
 (function () {
   "use strict";
   const TW = window.TW;
@@ -8,8 +9,9 @@
 
   const rows = new Map(); // slug -> {li, ...parts}
 
-  /* The fleet in the order given, `selected` marked; rows are updated in place. onPick(slug) on a click. */
-  function renderFleet(servers, selected, onPick) {
+  /* The fleet in the order given, `selected` marked; rows are updated in place. onPick(slug) on a
+     click. `firing`: each server's firing alert episodes, by slug (TW.alerts.firingBySlug). */
+  function renderFleet(servers, selected, onPick, firing) {
     const list = $("fleet");
     const now = TW.clock.now();
     const seen = new Set();
@@ -21,6 +23,7 @@
         rows.set(server.slug, row);
       }
       updateRow(row, server, selected, now);
+      updateBadge(row.badge, (firing && firing[server.slug]) || []);
     }
     for (const [slug, row] of rows) {
       if (!seen.has(slug)) {
@@ -39,6 +42,7 @@
     const row = {
       dot: h("span", { class: "dot" }),
       name: h("span", { class: "name" }),
+      badge: h("span", { class: "alert-badge hidden" }),
       seen: h("span", { class: "seen num" }),
       state: h("span", { class: "state" }),
       chip: h("span"),
@@ -48,7 +52,8 @@
       "a",
       { class: "server-row", href: "?server=" + encodeURIComponent(server.slug), "data-slug": server.slug },
       row.dot,
-      row.name,
+      // The badge is part of the link: a click on it opens the server like a click on its name.
+      h("span", { class: "title" }, row.name, row.badge),
       row.seen,
       h("span", { class: "meta" }, row.state, row.chip, row.gpu),
     );
@@ -86,6 +91,29 @@
         ? []
         : [h("span", { class: "minibar" }, h("i", { style: "width:" + Math.min(100, util) + "%" })), fmt.pct(util, 0)]),
     );
+  }
+
+  /* A server's firing alerts: their count, red, or grey when every one of them is silenced; its
+     title names their rules. Hidden when none fire. Touched only when that changes (the fleet is
+     drawn every second), so that a tooltip stays open. */
+  function updateBadge(badge, firing) {
+    const silenced = firing.length > 0 && firing.every((e) => e.silenced);
+    const className = "alert-badge" + (firing.length ? (silenced ? " silenced" : "") : " hidden");
+    const title = firing.length
+      ? (firing.length === 1 ? "1 alert firing:\n" : firing.length + " alerts firing:\n") +
+        firing.map((e) => e.rule + (e.silenced ? " (silenced)" : "")).join("\n")
+      : "";
+    if (badge.className === className && badge.title === title) return;
+    badge.className = className;
+    badge.title = title;
+    badge.textContent = firing.length ? String(firing.length) : "";
+    if (firing.length) {
+      badge.dataset.count = firing.length;
+      badge.dataset.silenced = silenced ? "true" : "false";
+    } else {
+      delete badge.dataset.count;
+      delete badge.dataset.silenced;
+    }
   }
 
   function renderSummary(servers, now) {
