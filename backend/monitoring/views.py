@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from . import catalogue, dbjobs, maintenance
+from . import catalogue, dbjobs, maintenance, report
 from .auth import refuse_page, user_is_allowed
 from .bottleneck import LABELS, title_for
 from .responses import error, json_response
@@ -23,6 +23,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "maxHistoryMinutes": settings.MONITORING_MAX_HISTORY_MINUTES,
         # The page's labels come from the classifier, in its order; their colours are the page's.
         "labels": [{"name": label, "title": title_for(label)} for label in LABELS],
+        # The fleet report's labels of GPU time that did its job; every other one counts as lost.
+        "usefulLabels": list(report.USEFUL),
         # How people read each metric, from the catalogue: the charts' titles and units.
         "metrics": {
             block: {m.name: {"title": m.title, "unit": m.unit} for m in catalogue.block(block)}

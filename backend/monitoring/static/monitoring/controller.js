@@ -8,22 +8,30 @@
    merges them into the newest buckets.
    The view (server, range, zoom) lives in the URL (router.js).
 
+   The fleet report (?view=fleet) asks /api/fleet/report/ for the range (days = its minutes / 1440)
+   or for from – to, again every few minutes unless the window is fixed, and /api/servers/ every
+   15 s for the fleet list; the alerts' poll goes on. The last server shown is remembered, for
+   the Server tab.
+
    window.trainwatch is a small read-only handle for tests and benchmarks: chart lengths, the
    state, every request made, and drawnAt (ms since navigation when all charts first drew;
    a 'trainwatch:drawn' event fires after every redraw with new history). */
 (function () {
   "use strict";
   const TW = window.TW;
-  const { states, clock, router, api, fleet, panels, toolbar, status, alerts } = TW;
+  const { states, clock, router, api, fleet, panels, toolbar, status, alerts, report } = TW;
+  const $ = (id) => document.getElementById(id);
 
   const MIN_REFRESH_S = 2; // never poll faster than this, whatever the agent's interval
   const SLOW_POLL_S = 15; // a server that is not reporting is asked less often
   const WAIT_POLL_S = 5; // waiting for a first sample, or for a first server
   const FULL_EVERY_MS = 10 * 60 * 1000; // re-read the whole window now and then, not only its tail
   const TAIL_MAX_RESOLUTION_S = 600; // coarser than this, a tail read costs about what a full one does
+  const REPORT_REFRESH_S = { "1m": 60, "1h": 300 }; // the fleet report, by its source
 
   const state = {
-    server: null, // slug of the selected server
+    view: "server", // or "fleet": the fleet report
+    server: null, // slug of the selected server (in the fleet report: the last one shown)
     shownServer: null, // the server whose charts are built
     range: router.DEFAULT_RANGE,
     zoom: null, // [from, to] in epoch seconds, or null
@@ -35,8 +43,10 @@
     failing: false,
     updatedAt: null,
     alerts: null, // the last answer of /api/alerts/ (the whole fleet's), or null before the first
+    sort: null, // the fleet report's table: a column's key, "-" first for descending; null: the API's order
+    report: null, // the last answer of /api/fleet/report/ for the window shown
   };
-  const timers = { latest: null, history: null, servers: null, alerts: null };
+  const timers = { latest: null, history: null, servers: null, alerts: null, report: null };
   // The alerts are the fleet's, not the selected server's: a new selection leaves their poll running.
   const FLEET_TIMERS = new Set(["alerts"]);
   let firingBySlug = {};
@@ -118,21 +128,29 @@
     }
     renderFleet();
     if (!timers.alerts && !state.alerts) loadAlerts();
-    if (!state.server) {
-      // The first live server, else the first with samples, else the first.
-      const now = clock.now();
-      const first =
-        state.servers.find((s) => states.serverState(s, now).state === "live") ||
-        state.servers.find((s) => s.latest_snapshot_at) ||
-        state.servers[0];
-      state.server = first ? first.slug : null;
-    }
-    select(state.server, "replace");
+    if (!state.server) state.server = defaultServer();
+    if (state.view === "fleet") showReport("replace");
+    else select(state.server, "replace");
+  }
+
+  // The first live server, else the first with samples, else the first (null: none).
+  function defaultServer() {
+    const now = clock.now();
+    const first =
+      state.servers.find((s) => states.serverState(s, now).state === "live") ||
+      state.servers.find((s) => s.latest_snapshot_at) ||
+      state.servers[0];
+    return first ? first.slug : null;
   }
 
   /* Show a server: its figures, then its charts. `how` is how the URL changes: push, replace. */
   function select(slug, how) {
     const changed = slug !== state.shownServer;
+    if (state.view === "fleet") {
+      $("data-note").textContent = "";
+      document.title = "TrainWatch";
+    }
+    setView("server");
     state.server = slug;
     state.shownServer = slug;
     state.generation += 1;
@@ -142,7 +160,7 @@
       state.history = null;
       charts.destroy();
     }
-    router.write(state, how);
+    writeUrl(how);
     renderFleet();
     renderRanges();
     const server = selectedServer();
@@ -299,11 +317,16 @@
   }
   function setRange(range) {
     if (range === state.range && !state.zoom) return;
+    if (state.view === "fleet") {
+      state.range = range;
+      state.zoom = null;
+      return showReport("push");
+    }
     const rangeChanged = range !== state.range;
     state.range = range;
     state.zoom = null;
     if (!rangeChanged) {
-      router.write(state, "push");
+      writeUrl("push");
       renderRanges();
       return redrawScale();
     }
@@ -312,13 +335,14 @@
   }
   function zoomTo(min, max) {
     state.zoom = [min, max];
-    router.write(state, "push");
+    writeUrl("push");
     redrawScale();
   }
   function resetZoom() {
     if (!state.zoom) return;
     state.zoom = null;
-    router.write(state, "push");
+    if (state.view === "fleet") return showReport("push");
+    writeUrl("push");
     redrawScale();
   }
   function redrawScale() {
@@ -326,15 +350,146 @@
     if (state.history) drawCharts();
   }
   function pick(slug) {
-    if (slug === state.server) return;
+    if (slug === state.server && state.view === "server") return;
     state.zoom = null;
     select(slug, "push");
   }
 
+  // --- the fleet report ---------------------------------------------------------------------------
+
+  // Which view the page shows: the server's parts or the fleet report's (dashboard.css hides the other's).
+  function setView(view) {
+    state.view = view;
+    $("dashboard").dataset.view = view;
+  }
+
+  /* Show the fleet report over the range (or from – to): the server's charts and timers go, the
+     report is asked for. `how` is how the URL changes: push, replace. */
+  function showReport(how) {
+    setView("fleet");
+    state.generation += 1;
+    stopTimers();
+    state.shownServer = null;
+    state.snapshot = null;
+    state.history = null;
+    state.report = null;
+    debug.report = null;
+    charts.destroy();
+    panels.hide();
+    status.hideEmpty();
+    toolbar.renderChartsNote(null);
+    toolbar.show(true);
+    $("data-note").textContent = "";
+    writeUrl(how);
+    renderFleet();
+    renderRanges();
+    document.title = "Fleet report · TrainWatch";
+    report.loading();
+    const generation = state.generation;
+    loadReport(generation);
+    schedule("servers", SLOW_POLL_S, () => loadServers(generation));
+  }
+
+  function reportParams() {
+    if (state.zoom) return { from: router.iso(state.zoom[0]), to: router.iso(state.zoom[1]) };
+    return { days: String(router.RANGE_MINUTES[state.range] / 1440) };
+  }
+
+  async function loadReport(generation) {
+    try {
+      const body = await api.get("/api/fleet/report/", reportParams());
+      if (generation !== state.generation) return;
+      state.report = body;
+      connection(true);
+      renderReport();
+    } catch (err) {
+      if (generation !== state.generation) return;
+      failed(err, "Fleet report");
+      if (err.status !== 401) report.showError(err.message);
+    }
+    // A window that ends now moves on; a fixed one (from – to) does not.
+    if (!state.zoom) {
+      const period = REPORT_REFRESH_S[state.report && state.report.source] || REPORT_REFRESH_S["1h"];
+      schedule("report", period, () => loadReport(generation));
+    }
+  }
+
+  // The fleet list, while the report is shown (in the server view /api/metrics/latest/ keeps it current).
+  async function loadServers(generation) {
+    try {
+      const body = await api.get("/api/servers/");
+      if (generation !== state.generation) return;
+      setServers(body.servers);
+      connection(true);
+      renderFleet();
+    } catch (err) {
+      if (generation !== state.generation) return;
+      failed(err, "Loading servers");
+    }
+    schedule("servers", SLOW_POLL_S, () => loadServers(generation));
+  }
+
+  function renderReport() {
+    if (!state.report) return;
+    toolbar.renderReportNote(state.report);
+    report.render(state.report, {
+      title: state.zoom ? "From – to" : "Last " + toolbar.rangeText(state.range),
+      sort: state.sort,
+      onSort: sortReport,
+      onOpen: openServer,
+      hrefFor: (slug) => "?" + router.serialise({ view: "server", server: slug, range: state.range, zoom: state.zoom }),
+      csvHref: "/api/fleet/report/?" + new URLSearchParams(Object.assign(reportParams(), { format: "csv" })),
+    });
+    debug.report = { from: state.report.from, to: state.report.to, servers: state.report.servers.length };
+    window.dispatchEvent(new CustomEvent("trainwatch:report", { detail: debug.report }));
+  }
+
+  // The table's order; in the URL, without a step of its own for Back.
+  function sortReport(sort) {
+    state.sort = sort;
+    writeUrl("replace");
+    renderReport();
+  }
+
+  // A server of the report, over the same range (and from – to).
+  function openServer(slug) {
+    select(slug, "push");
+  }
+
+  // The URL, and the view tabs' links, which keep the range and from – to.
+  function writeUrl(how) {
+    router.write(state, how);
+    renderTabs();
+  }
+  function renderTabs() {
+    const fleetTab = $("view-fleet");
+    const serverTab = $("view-server");
+    fleetTab.href = "?" + router.serialise(Object.assign({}, state, { view: "fleet" }));
+    serverTab.href =
+      "?" + router.serialise(Object.assign({}, state, { view: "server", server: state.server || defaultServer() }));
+    fleetTab.setAttribute("aria-current", state.view === "fleet" ? "page" : "false");
+    serverTab.setAttribute("aria-current", state.view === "server" ? "page" : "false");
+  }
+  function onTab(tab, open) {
+    tab.addEventListener("click", (e) => {
+      if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return; // new tab: let the browser do it
+      e.preventDefault();
+      open();
+    });
+  }
+  onTab($("view-fleet"), () => {
+    if (state.view !== "fleet") showReport("push");
+  });
+  onTab($("view-server"), () => {
+    if (state.view === "server") return;
+    if (!state.server) state.server = defaultServer();
+    select(state.server, "push");
+  });
+
   // --- handing the state to the views -----------------------------------------------------------
 
   function renderFleet() {
-    fleet.render(state.servers, state.server, pick, firingBySlug);
+    fleet.render(state.servers, state.view === "server" ? state.server : null, pick, firingBySlug);
   }
 
   // The selected server's alert list, and its episodes as bands on its charts.
@@ -414,9 +569,25 @@
   });
 
   router.onChange((view) => {
+    if (view.view === "fleet") {
+      const same =
+        state.view === "fleet" &&
+        view.range === state.range &&
+        JSON.stringify(view.zoom) === JSON.stringify(state.zoom) &&
+        state.report;
+      // The fleet report's URL names no server: the last one shown stays the Server tab's.
+      Object.assign(state, { range: view.range, zoom: view.zoom, sort: view.sort });
+      if (same) {
+        renderTabs();
+        return renderReport();
+      }
+      return showReport("replace");
+    }
     const before = { server: state.server, range: state.range };
-    Object.assign(state, view);
+    const fromReport = state.view === "fleet";
+    Object.assign(state, view, { sort: state.sort }); // the report's order, for when it is shown again
     renderRanges();
+    if (fromReport) return select(state.server, "replace");
     if (state.server !== before.server || state.range !== before.range) {
       if (state.range !== before.range) state.history = null;
       select(state.server, "replace");

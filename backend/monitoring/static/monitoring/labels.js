@@ -22,8 +22,18 @@
     idle: { color: "#94a3b8", help: "Nothing is running." },
   };
   const OTHER_COLOR = "#94a3b8";
+  /* Not a label of the classifier: the fleet report's GPU time whose samples were not classified
+     (yet), in a neutral grey apart from idle's. */
+  const UNCLASSIFIED = "unclassified";
+  const UNCLASSIFIED_LOOK = {
+    title: "Unclassified",
+    color: "#6e7681",
+    help: "Samples the classifier has not labelled (yet).",
+  };
+  LOOKS[UNCLASSIFIED] = UNCLASSIFIED_LOOK;
 
   function titleFor(label) {
+    if (label === UNCLASSIFIED && !TITLES[label]) return UNCLASSIFIED_LOOK.title;
     return label ? TITLES[label] || label : "";
   }
   function labelColor(label) {
@@ -43,6 +53,6 @@
     );
   }
 
-  TW.labels = { LABEL_NAMES, titleFor, labelColor, helpFor };
+  TW.labels = { LABEL_NAMES, UNCLASSIFIED, titleFor, labelColor, helpFor };
   TW.chip = chip;
 })();

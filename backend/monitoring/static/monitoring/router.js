@@ -1,6 +1,10 @@
-/* TrainWatch dashboard: the view in the URL, ?server=gpu-box-01&range=24h&from=…&to=…
-   (from and to in UTC, ISO 8601, while zoomed), so that a link opens the same view and Back and
-   Forward step through the changes. A view is {server, range, zoom: [from, to] in epoch seconds or null}. */
+/* TrainWatch dashboard: the view in the URL, so that a link opens the same view and Back and
+   Forward step through the changes:
+     ?server=gpu-box-01&range=24h&from=…&to=…   a server (from and to in UTC, ISO 8601, while zoomed)
+     ?view=fleet&range=7d&from=…&to=…&sort=…     the fleet report over the range, or from – to;
+                                                 sort: a column of its table, "-" first for descending
+   A view is {view: "server" | "fleet", server, range, zoom: [from, to] in epoch seconds or null,
+   sort: string or null}. The fleet report's URL names no server; the page remembers the last one. */
 (function () {
   "use strict";
   const TW = window.TW;
@@ -17,15 +21,20 @@
   ].filter(([, minutes]) => minutes <= TW.config.maxHistoryMinutes);
   const RANGE_MINUTES = Object.fromEntries(RANGES);
   const DEFAULT_RANGE = RANGE_MINUTES["1h"] ? "1h" : RANGES[RANGES.length - 1][0];
+  // The fleet report looks back a week unless told otherwise (as its API does).
+  const FLEET_DEFAULT_RANGE = RANGE_MINUTES["7d"] ? "7d" : RANGES[RANGES.length - 1][0];
 
   function parse(search) {
     const q = new URLSearchParams(search);
     const from = Date.parse(q.get("from") || "");
     const to = Date.parse(q.get("to") || "");
+    const fleet = q.get("view") === "fleet";
     return {
+      view: fleet ? "fleet" : "server",
       server: q.get("server") || null,
-      range: RANGE_MINUTES[q.get("range")] ? q.get("range") : DEFAULT_RANGE,
+      range: RANGE_MINUTES[q.get("range")] ? q.get("range") : fleet ? FLEET_DEFAULT_RANGE : DEFAULT_RANGE,
       zoom: from < to ? [from / 1000, to / 1000] : null,
+      sort: (fleet && q.get("sort")) || null,
     };
   }
 
@@ -34,12 +43,15 @@
   }
   function serialise(view) {
     const q = new URLSearchParams();
-    if (view.server) q.set("server", view.server);
+    const fleet = view.view === "fleet";
+    if (fleet) q.set("view", "fleet");
+    else if (view.server) q.set("server", view.server);
     q.set("range", view.range);
     if (view.zoom) {
       q.set("from", iso(view.zoom[0]));
       q.set("to", iso(view.zoom[1]));
     }
+    if (fleet && view.sort) q.set("sort", view.sort);
     return q.toString();
   }
 
@@ -59,5 +71,5 @@
     window.addEventListener("popstate", () => listener(read()));
   }
 
-  TW.router = { RANGES, RANGE_MINUTES, DEFAULT_RANGE, parse, serialise, read, write, onChange };
+  TW.router = { RANGES, RANGE_MINUTES, DEFAULT_RANGE, FLEET_DEFAULT_RANGE, parse, serialise, iso, read, write, onChange };
 })();

@@ -1,5 +1,5 @@
-/* TrainWatch dashboard: the controls above the charts (range buttons, the zoom and its reset,
-   what the charts show) and the note when a range holds no samples. */
+/* TrainWatch dashboard: the controls above the charts and the fleet report (range buttons, the
+   zoom and its reset, where the figures come from) and the note when a range holds no samples. */
 (function () {
   "use strict";
   const TW = window.TW;
@@ -50,6 +50,12 @@
       (count === 1 ? " point" : " points");
   }
 
+  // The fleet report's source, as the data note above the charts says it.
+  function renderReportNote(report) {
+    const source = { "1m": "1-minute tier", "1h": "1-hour tier" }[report.source] || report.source;
+    $("data-note").textContent = source + " · GPU-hours per UTC day";
+  }
+
   /* No samples in the window, although the server has some: say so and offer a range that has
      them; onPick(range) on a click. */
   function renderChartsNote(server, range, count, onPick) {
@@ -80,5 +86,5 @@
       .replace(/^1 hours$/, "hour");
   }
 
-  TW.toolbar = { show, renderRanges, renderZoom, onResetZoom, renderDataNote, renderChartsNote };
+  TW.toolbar = { show, renderRanges, renderZoom, onResetZoom, renderDataNote, renderReportNote, renderChartsNote, rangeText };
 })();
