@@ -96,6 +96,10 @@ bench-ingest: venv services ## Ingest: /healthz floor, single samples, batches, 
 bench-catchup: venv services ## After an outage: 1,000 agents replay 10 minutes of spool each while sampling live
 	$(PY) bench/catchup.py
 
+.PHONY: bench-report
+bench-report: venv services ## The fleet report: 1,000 servers × 30 days of tiers over HTTP, and a small fleet from raw rows
+	$(PY) bench/report.py
+
 .PHONY: bench-agent
 bench-agent: venv ## Agent CPU and RSS per sample vs prometheus-node-exporter (3 min)
 	$(PY) bench/agent.py

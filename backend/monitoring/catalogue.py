@@ -82,6 +82,8 @@ class Metric:
     # Which tier relations hold its aggregates: 1 those the tiers were made with; a metric tiered
     # later goes to a later part (continuous aggregates take no new columns), see tiers.py.
     tier_part: int = 1
+    # Whether the history's points show it (a fleet total such as a sum of GPUs is for reports).
+    history: bool = True
     api: tuple[str, str] | None = None
     # The key of the ingest response's `snapshot` that echoes it (the contract's three figures).
     echo: str | None = None
@@ -188,7 +190,17 @@ METRICS: tuple[Metric, ...] = (
         api=("disk", "util_percent"),
         echo="disk_util_percent",
     ),
-    host("gpu_count", "integer", title="GPUs", column="smallint", derived=("count", "gpu")),
+    # The tiers sum the GPUs of every sample (GPU samples per bucket): the fleet report's GPU-hours.
+    host(
+        "gpu_count",
+        "integer",
+        title="GPUs",
+        column="smallint",
+        derived=("count", "gpu"),
+        tier=("sum",),
+        tier_part=2,
+        history=False,
+    ),
     host(
         "gpu_top_util_percent",
         "percent",
@@ -198,6 +210,30 @@ METRICS: tuple[Metric, ...] = (
         tier=AVG_MAX,
         api=("gpu", "top_util_percent"),
         echo="top_gpu_util_percent",
+    ),
+    # Sums over the sample's GPUs, summed again by the tiers: the fleet report reads them instead of
+    # one row per GPU.
+    host(
+        "gpu_util_total_percent",
+        "gauge",
+        unit="%",
+        title="GPU utilization, all GPUs",
+        **GAUGE_0,
+        derived=("sum", "gpu", "utilization_gpu_percent"),
+        tier=("sum",),
+        tier_part=2,
+        history=False,
+    ),
+    host(
+        "gpu_energy_joules",
+        "gauge",
+        unit="J",
+        title="GPU energy, all GPUs",
+        **GAUGE_0,
+        derived=("sum", "gpu", "energy_joules"),
+        tier=("sum",),
+        tier_part=2,
+        history=False,
     ),
     host(
         "network_rx_bps",

@@ -31,10 +31,12 @@ DEFAULT_INTERVAL_SECONDS = 2.0
 def _shown(block: str) -> tuple[tuple[str, str, int], ...]:
     """What a point shows of a block: (metric, how, part) for every tiered metric, in the order of
     its tier parts; `avg` over the point's span, or `sum` (e.g. a span's energy) where only summed."""
+    shown = {m.name for m in catalogue.block(block) if m.history}
     return tuple(
         (m, "avg" if (m, "avg") in family.aggregates else "sum", part)
         for part, family in enumerate(tiers.PARTS[block])
         for m in family.metrics
+        if m in shown
     )
 
 
@@ -248,7 +250,10 @@ def _part(block: str, piece: tuple[str, datetime, datetime], index: int) -> str:
     if first.labels:
         cols += [f"t0.{tiers.label_column(label)}::float8" for label in LABELS]
     using = f"server_id, {key}bucket"
-    joins = "".join(f" LEFT JOIN {p.relation(kind)} t{i} USING ({using})" for i, p in enumerate(parts[1:], 1))
+    used = {part for _, _, part in SHOWN[block]}
+    joins = "".join(
+        f" LEFT JOIN {p.relation(kind)} t{i} USING ({using})" for i, p in enumerate(parts[1:], 1) if i in used
+    )
     return (
         f"SELECT {key}{', '.join(cols)} FROM {first.relation(kind)} t0{joins} "
         f"WHERE t0.server_id = %(server)s AND t0.bucket >= %(from_{index})s AND t0.bucket < %(to_{index})s"

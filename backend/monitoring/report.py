@@ -9,7 +9,8 @@ GPUs' energy counters' increments.
 
 Served in SQL from a tier (1 hour; 1 minute for windows of two days or less), the part the tier
 has not rolled up yet from the 1-minute tier and then raw rows, as the history does, but with
-fleet-wide horizons: one query for every server.
+fleet-wide horizons: one query for every server. It reads the snapshot tiers and their second
+part, which sums every sample's GPUs (count, utilization, energy), never a row per GPU.
 """
 
 from __future__ import annotations
@@ -91,40 +92,32 @@ def _time(value: str, name: str) -> datetime:
 # --- SQL -------------------------------------------------------------------------------------
 
 _LABEL_COLUMNS = [tiers.label_column(label) for label in LABELS]
-ENERGY = next(f for f in tiers.PARTS["gpu"] if any(m == "energy_joules" for m, _ in f.aggregates))
+# The snapshot tiers' second part: per bucket, the sums over every sample's GPUs.
+TOTALS = tiers.PARTS["host"][1]
 
 
 def _tier_piece(tier: str, index: int) -> str:
-    snap, gpu, energy = tiers.SNAPSHOT.relation(tier), tiers.GPU.relation(tier), ENERGY.relation(tier)
-    bounds = f"bucket >= %(lo_{index})s AND bucket < %(hi_{index})s"
-    labels = ", ".join(f"g.gs * s.{c} / s.sample_count" for c in _LABEL_COLUMNS)
+    """Per server and bucket: snapshots, GPU samples, utilization × samples, GPU samples per label
+    (in the proportion of the bucket's labels), joules. No row per GPU is read."""
+    labels = ", ".join(f"t.gpu_count_sum * s.{c} / s.sample_count" for c in _LABEL_COLUMNS)
     return (
         f"SELECT s.server_id, date_trunc('day', s.bucket AT TIME ZONE 'UTC') AS day, s.sample_count::float8, "
-        f"g.gs, g.us, {labels}, "
-        "coalesce(e.j, 0) "
-        f"FROM {snap} s "
-        "JOIN (SELECT server_id, bucket, sum(sample_count)::float8 AS gs, "
-        "sum(utilization_gpu_percent_avg * sample_count) AS us "
-        f"FROM {gpu} WHERE {bounds} GROUP BY server_id, bucket) g USING (server_id, bucket) "
-        "LEFT JOIN (SELECT server_id, bucket, sum(energy_joules_sum) AS j "
-        f"FROM {energy} WHERE {bounds} GROUP BY server_id, bucket) e USING (server_id, bucket) "
-        f"WHERE s.bucket >= %(lo_{index})s AND s.bucket < %(hi_{index})s AND s.sample_count > 0"
+        f"t.gpu_count_sum, t.gpu_util_total_percent_sum, {labels}, coalesce(t.gpu_energy_joules_sum, 0) "
+        f"FROM {tiers.SNAPSHOT.relation(tier)} s JOIN {TOTALS.relation(tier)} t USING (server_id, bucket) "
+        f"WHERE s.bucket >= %(lo_{index})s AND s.bucket < %(hi_{index})s "
+        f"AND t.bucket >= %(lo_{index})s AND t.bucket < %(hi_{index})s "
+        "AND s.sample_count > 0 AND t.gpu_count_sum > 0"
     )
 
 
 def _raw_piece(index: int) -> str:
-    def bounds(alias: str) -> str:
-        return f"{alias}.collected_at >= %(lo_{index})s AND {alias}.collected_at < %(hi_{index})s"
-
-    labels = ", ".join(f"(count(*) FILTER (WHERE s.bottleneck_label = '{label}'))::float8" for label in LABELS)
+    labels = ", ".join(f"(sum(gpu_count) FILTER (WHERE bottleneck_label = '{label}'))::float8" for label in LABELS)
     return (
-        "SELECT s.server_id, date_trunc('day', s.collected_at AT TIME ZONE 'UTC') AS day, "
-        "count(DISTINCT s.collected_at)::float8, count(*)::float8, "
-        f"sum(g.utilization_gpu_percent), {labels}, coalesce(sum(g.energy_joules), 0) "
-        "FROM monitoring_snapshot s JOIN monitoring_gpusample g "
-        "ON g.server_id = s.server_id AND g.collected_at = s.collected_at "
-        f"WHERE {bounds('s')} AND {bounds('g')} "
-        "GROUP BY s.server_id, date_trunc('day', s.collected_at AT TIME ZONE 'UTC')"
+        "SELECT server_id, date_trunc('day', collected_at AT TIME ZONE 'UTC') AS day, count(*)::float8, "
+        f"sum(gpu_count)::float8, sum(gpu_util_total_percent), {labels}, coalesce(sum(gpu_energy_joules), 0) "
+        "FROM monitoring_snapshot "
+        f"WHERE collected_at >= %(lo_{index})s AND collected_at < %(hi_{index})s AND gpu_count > 0 "
+        "GROUP BY server_id, date_trunc('day', collected_at AT TIME ZONE 'UTC')"
     )
 
 

@@ -238,7 +238,7 @@ class Generator:
         rx, tx = u((1, 400)) * 1e6, u((1, 50)) * 1e6
         self.net[0] += int(rx * dt)
         self.net[1] += int(tx * dt)
-        gpus, top = [], 0.0
+        gpus, top, util_total, joules_total = [], 0.0, 0.0, 0.0
         for index in range(self.gpu_count):
             util = min(100.0, u(phase.gpu_util))
             mem = u(phase.gpu_memory)
@@ -248,6 +248,8 @@ class Generator:
             energy_w = power
             self.energy[index] += energy_w * dt
             top = max(top, util)
+            util_total += util
+            joules_total += energy_w * dt
             throttle = list(phase.throttle) if phase.throttle else (["gpu_idle"] if util < 1 else [])
             gpus.append(
                 {
@@ -310,6 +312,8 @@ class Generator:
             "disk_util_percent": max(utils) if utils else None,
             "gpu_count": self.gpu_count,
             "gpu_top_util_percent": top if self.gpu_count else None,
+            "gpu_util_total_percent": util_total if self.gpu_count else None,
+            "gpu_energy_joules": joules_total if self.gpu_count else None,
             "bottleneck_label": phase.label,
             "bottleneck_confidence": confidence,
             "bottleneck_reason": phase.reason,

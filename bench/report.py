@@ -1,0 +1,209 @@
+"""The fleet report over HTTP: 1,000 servers × 30 days of tiers, and beside it the same answer
+from raw rows for a smaller fleet.
+
+    .venv/bin/python bench/report.py [--servers 1000] [--days 30] [--gpus 8] [--runs 20]
+
+The small fleet is seeded first with seed_history (raw rows, then its tiers); its report is
+computed from the tiers and from raw rows alone, in this process. Then, in an emptied database,
+the large fleet's snapshot tiers (1-hour buckets, and 1-minute ones with --fine: the label mix and
+the sums over each sample's GPUs) are written straight into the tier relations with
+generate_series (the report reads nothing else), and its report is timed over HTTP.
+
+Runs against its own database (DATABASE_URL's name + "_report"), emptied first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests  # noqa: E402
+
+from bench.common import Processes, machine, percentile, session_cookie, setup_environment, table  # noqa: E402
+
+
+def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
+    """Tier rows for `servers` servers over `days` days, straight into the tier relations (rollup
+    tables) with a realistic label mix, unless they are there already."""
+    from django.db import connection
+
+    from monitoring import tiers
+    from monitoring.bottleneck import LABELS
+    from monitoring.models import MonitoredServer
+
+    prefix = "fleet-"
+    if tiers.installed_backend() != "rollup":
+        raise SystemExit("this benchmark writes rollup tables: run it on the Apache edition (make services)")
+    MonitoredServer.objects.bulk_create(
+        MonitoredServer(slug=f"{prefix}{i:04d}", name=f"Fleet {i:04d}", sample_interval_seconds=2.0)
+        for i in range(servers)
+    )
+    labels = ", ".join(tiers.label_column(label) for label in LABELS)
+    # Per bucket, the sample count spread over the labels: mostly gpu-bound, some of each other.
+    shares = (0.55, 0.12, 0.05, 0.03, 0.05, 0.08, 0.07, 0.05)[: len(LABELS)]
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for tier, width, n in (("1h", "1 hour", 1800), ("1m", "1 minute", 30))[: 2 if fine else 1]:
+            since = (
+                f"date_trunc('hour', now()) - INTERVAL '{days} days'"
+                if tier == "1h"
+                else ("date_trunc('hour', now()) - INTERVAL '2 days'")
+            )
+            servers_sql = f"SELECT id FROM monitoring_monitoredserver WHERE slug LIKE '{prefix}%'"
+            buckets = f"generate_series({since}, now() - INTERVAL '{width}', INTERVAL '{width}')"
+            cursor.execute(
+                f"INSERT INTO {tiers.SNAPSHOT.relation(tier)} (server_id, bucket, sample_count, {labels}) "
+                f"SELECT s.id, b, {n}, {', '.join(str(round(n * share)) for share in shares)} "
+                f"FROM ({servers_sql}) s, {buckets} b"
+            )
+            totals = tiers.PARTS["host"][1]
+            cursor.execute(
+                f"INSERT INTO {totals.relation(tier)} (server_id, bucket, sample_count, gpu_count_sum, "
+                "gpu_util_total_percent_sum, gpu_energy_joules_sum) "
+                f"SELECT s.id, b, {n}, {n * gpus}, {n} * {gpus} * (40 + s.id % 55), {n} * {gpus} * 400.0 * 2 "
+                f"FROM ({servers_sql}) s, {buckets} b"
+            )
+        cursor.execute("ANALYZE")
+    print(f"seeded {servers} servers × {days} days of tiers in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def reset() -> None:
+    from django.db import connection
+
+    from monitoring import tiers
+
+    relations = [f.relation(t) for t in tiers.TIERS for f in tiers.FAMILIES]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_xiderror, "
+            f"monitoring_tierdirty, monitoring_monitoredserver, {', '.join(relations)} CASCADE"
+        )
+
+
+def seed_raw(servers: int, days: float, gpus: int) -> None:
+    from django.core.management import call_command
+
+    for i in range(servers):
+        call_command(
+            "seed_history",
+            f"raw-{i:03d}",
+            "--days",
+            str(days),
+            "--gpus",
+            str(gpus),
+            "--disks",
+            "1",
+            "--interval",
+            "10",
+            "--seed",
+            str(i),
+            "--no-progress",
+            stdout=StringIO(),
+        )
+
+
+def time_report(base: str, cookies: dict, params: dict, runs: int) -> dict:
+    session = requests.Session()
+    session.cookies.update(cookies)
+    first = session.get(f"{base}/api/fleet/report/", params=params, timeout=600)
+    first.raise_for_status()
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        session.get(f"{base}/api/fleet/report/", params=params, timeout=600).raise_for_status()
+        times.append((time.perf_counter() - began) * 1000)
+    body = first.json()
+    return {
+        "p50": statistics.median(times),
+        "p95": percentile(times, 95),
+        "servers": body["fleet"]["servers"],
+        "gpu_hours": body["fleet"]["gpu_hours"],
+        "source": body["source"],
+    }
+
+
+def in_process(days: float, runs: int, raw_only: bool) -> dict:
+    """The report computed in this process; raw_only: as if no tier held anything (raw rows alone)."""
+    from monitoring import report, tiers
+
+    window = report.parse_window({"days": str(days)})
+    original = report.fleet_horizons
+    if raw_only:
+        report.fleet_horizons = lambda: {tier: None for tier in tiers.TIERS}
+    try:
+        times, body = [], None
+        for _ in range(runs):
+            began = time.perf_counter()
+            body = report.fleet_report(window)
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        report.fleet_horizons = original
+    return {"p50": statistics.median(times), "p95": percentile(times, 95), "gpu_hours": body["fleet"]["gpu_hours"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--raw-servers", type=int, default=10)
+    parser.add_argument("--raw-days", type=float, default=2)
+    parser.add_argument("--fine", action="store_true", help="also the 1-minute tier for two days, and a 1-day report")
+    args = parser.parse_args()
+
+    env = setup_environment("report")
+    reset()
+    print(f"seeding {args.raw_servers} servers × {args.raw_days:g} days of raw samples ...", file=sys.stderr)
+    seed_raw(args.raw_servers, args.raw_days, args.gpus)
+    tiered = in_process(args.raw_days, 5, raw_only=False)
+    raw = in_process(args.raw_days, 3, raw_only=True)
+    small = f"{args.raw_servers} servers × {args.raw_days:g} d"
+    rows = [
+        [
+            f"{small}: tiers (in process)",
+            "1m",
+            f"{tiered['gpu_hours']:,.1f}",
+            f"{tiered['p50']:.0f}",
+            f"{tiered['p95']:.0f}",
+        ],
+        [
+            f"{small}: raw rows only (in process)",
+            "raw",
+            f"{raw['gpu_hours']:,.1f}",
+            f"{raw['p50']:.0f}",
+            f"{raw['p95']:.0f}",
+        ],
+    ]
+    reset()
+    seed_tiers(args.servers, args.days, args.gpus, args.fine)
+    procs = Processes()
+    try:
+        base = procs.web(env, 2)
+        cookies = session_cookie()
+        for days in (args.days, 7, 1) if args.fine else (args.days, 7):
+            run = time_report(base, cookies, {"days": days}, args.runs)
+            rows.append(
+                [
+                    f"{run['servers']:,} servers × {days} d: tiers (HTTP)",
+                    run["source"],
+                    f"{run['gpu_hours']:,.0f}",
+                    f"{run['p50']:.0f}",
+                    f"{run['p95']:.0f}",
+                ]
+            )
+    finally:
+        procs.stop_all()
+    reset()
+    print(f"\nFleet report benchmark on {machine()}; {args.gpus} GPUs per server\n")
+    print(table(["report", "source", "GPU-hours", "p50 ms", "p95 ms"], rows))
+
+
+if __name__ == "__main__":
+    main()
