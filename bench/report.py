@@ -18,7 +18,6 @@ import argparse
 import statistics
 import sys
 import time
-from io import StringIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -87,25 +86,10 @@ def reset() -> None:
 
 
 def seed_raw(servers: int, days: float, gpus: int) -> None:
-    from django.core.management import call_command
+    from tests import samples
 
     for i in range(servers):
-        call_command(
-            "seed_history",
-            f"raw-{i:03d}",
-            "--days",
-            str(days),
-            "--gpus",
-            str(gpus),
-            "--disks",
-            "1",
-            "--interval",
-            "10",
-            "--seed",
-            str(i),
-            "--no-progress",
-            stdout=StringIO(),
-        )
+        samples.seed_history(f"raw-{i:03d}", days, gpus=gpus, seed=i)
 
 
 def time_report(base: str, cookies: dict, params: dict, runs: int) -> dict:

@@ -109,3 +109,27 @@ def utc(*args) -> datetime:
 
 def now_minus(seconds: float) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def seed_history(slug: str, days: float, *, gpus: int, seed: int = 0, interval: int = 10) -> None:
+    """Synthetic history straight into the hypertables and the tiers (manage.py seed_history)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command(
+        "seed_history",
+        slug,
+        "--days",
+        str(days),
+        "--gpus",
+        str(gpus),
+        "--disks",
+        "1",
+        "--interval",
+        str(interval),
+        "--seed",
+        str(seed),
+        "--no-progress",
+        stdout=StringIO(),
+    )

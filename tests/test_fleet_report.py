@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
 from monitoring.models import MonitoredServer
@@ -22,22 +20,7 @@ pytestmark = pytest.mark.usefixtures("tier_db")
 
 
 def seed(slug: str, days: float, gpus: int, seed: int) -> MonitoredServer:
-    call_command(
-        "seed_history",
-        slug,
-        "--days",
-        str(days),
-        "--gpus",
-        str(gpus),
-        "--disks",
-        "1",
-        "--interval",
-        "10",
-        "--seed",
-        str(seed),
-        "--no-progress",
-        stdout=StringIO(),
-    )
+    samples.seed_history(slug, days, gpus=gpus, seed=seed)
     return MonitoredServer.objects.get(slug=slug)
 
 

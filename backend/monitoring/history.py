@@ -200,23 +200,7 @@ def segments(server_id: int, source: str, start: datetime, end: datetime) -> lis
     """(source, from, to) pieces that cover [start, end]: the tier, then finer tiers, then raw rows."""
     if source == "raw":
         return [("raw", start, end)]
-    horizon = tiers.horizons(server_id)
-    chain = ["1h", "1m"] if source == "1h" else ["1m"]
-    pieces, cursor = [], start
-    for i, tier in enumerate(chain):
-        done = horizon[tier]
-        # A coarser tier cannot be ahead of the finer one it is built from.
-        for finer in chain[i + 1 :]:
-            if done is not None and horizon[finer] is not None:
-                done = min(done, horizon[finer])
-        if done is None or done <= cursor:
-            continue
-        upto = min(done, end)
-        pieces.append((tier, cursor, upto))
-        cursor = upto
-    if cursor < end:
-        pieces.append(("raw", cursor, end))
-    return pieces
+    return tiers.split(tiers.horizons(server_id), source, start, end)
 
 
 def _part(block: str, piece: tuple[str, datetime, datetime], index: int) -> str:

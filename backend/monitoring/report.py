@@ -19,7 +19,7 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -160,31 +160,9 @@ def fleet_horizons() -> dict[str, datetime | None]:
 
 def pieces(window: Window) -> list[tuple[str, datetime, datetime]]:
     """(source, from, to): the tier up to its horizon, then the finer tier, then raw rows. A tier
-    piece covers whole buckets: the window's edges are rounded to the source's buckets."""
-    horizon = fleet_horizons()
-    chain = ["1h", "1m"] if window.source == "1h" else ["1m"]
-    width = tiers.WIDTH[chain[0]]
-    start = _floor(window.start, width)
-    found, cursor = [], start
-    for i, tier in enumerate(chain):
-        done = horizon[tier]
-        for finer in chain[i + 1 :]:
-            if done is not None and horizon[finer] is not None:
-                done = min(done, horizon[finer])
-        if done is None or done <= cursor:
-            continue
-        upto = min(_floor(done, tiers.WIDTH[tier]), window.end)
-        if upto > cursor:
-            found.append((tier, cursor, upto))
-            cursor = upto
-    if cursor < window.end:
-        found.append(("raw", cursor, window.end))
-    return found
-
-
-def _floor(moment: datetime, width: timedelta) -> datetime:
-    epoch = datetime(2000, 1, 1, tzinfo=UTC)
-    return epoch + ((moment - epoch) // width) * width
+    piece covers whole buckets: the window's start is rounded down to the source's buckets."""
+    start = tiers.floor(window.start, tiers.WIDTH[window.source])
+    return tiers.split(fleet_horizons(), window.source, start, window.end, align=True)
 
 
 # --- the report ------------------------------------------------------------------------------

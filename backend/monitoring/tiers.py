@@ -19,7 +19,7 @@ tier_refresh.py keeps them up to date.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
@@ -207,3 +207,36 @@ def horizons(server_id: int) -> dict[str, datetime | None]:
                 done = min(done, oldest_dirty)
             result[tier] = done
     return result
+
+
+def split(
+    horizon: dict[str, datetime | None], source: str, start: datetime, end: datetime, align: bool = False
+) -> list[tuple[str, datetime, datetime]]:
+    """(source, from, to) pieces that cover [start, end]: the tier up to where its buckets are
+    final (`horizon`), then finer tiers, then raw rows. align: a tier's piece ends on one of its
+    bucket boundaries (whole buckets only)."""
+    if source == "raw":
+        return [("raw", start, end)]
+    chain = ["1h", "1m"] if source == "1h" else ["1m"]
+    pieces, cursor = [], start
+    for i, tier in enumerate(chain):
+        done = horizon[tier]
+        # A coarser tier cannot be ahead of the finer one it is built from.
+        for finer in chain[i + 1 :]:
+            if done is not None and horizon[finer] is not None:
+                done = min(done, horizon[finer])
+        if done is None or done <= cursor:
+            continue
+        upto = min(floor(done, WIDTH[tier]) if align else done, end)
+        if upto > cursor:
+            pieces.append((tier, cursor, upto))
+            cursor = upto
+    if cursor < end:
+        pieces.append(("raw", cursor, end))
+    return pieces
+
+
+def floor(moment: datetime, width: timedelta) -> datetime:
+    """The start of the bucket of this width that holds the moment (UTC buckets, as time_bucket's)."""
+    epoch = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday, as time_bucket's origin
+    return epoch + ((moment - epoch) // width) * width

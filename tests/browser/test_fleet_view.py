@@ -5,14 +5,13 @@ the CSV link and Back and Forward."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from tests import samples
 from tests.browser.conftest import wait_drawn
 
 USEFUL = ("gpu-bound", "balanced")
@@ -23,22 +22,7 @@ def query(page) -> dict[str, str]:
 
 
 def seed(slug: str, *, gpus: int, seed: int) -> None:
-    call_command(
-        "seed_history",
-        slug,
-        "--days",
-        "2",
-        "--gpus",
-        str(gpus),
-        "--disks",
-        "1",
-        "--interval",
-        "10",
-        "--seed",
-        str(seed),
-        "--no-progress",
-        stdout=StringIO(),
-    )
+    samples.seed_history(slug, 2, gpus=gpus, seed=seed)
 
 
 @pytest.fixture
