@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -166,12 +167,13 @@ def _build(sample) -> Sample:
     return Sample(collected_at=moment, host=host, gpus=gpus, disks=disks)
 
 
-def _parse(raw: bytes) -> Sample:
-    """The body's sample and agent, or _Refused / SampleError."""
-    try:
-        envelope = schema.ENVELOPE.decode(raw)
-    except _UNREADABLE as exc:
-        raise _Refused("body", (), exc) from None
+def _parse(raw: bytes, envelope: schema.Envelope | None = None) -> Sample:
+    """The body's sample and agent, or _Refused / SampleError; `envelope`: raw's, decoded already."""
+    if envelope is None:
+        try:
+            envelope = schema.ENVELOPE.decode(raw)
+        except _UNREADABLE as exc:
+            raise _Refused("body", (), exc) from None
     if not envelope.sample:
         # The minimal form: the body is the sample itself.
         return _parse_sample(raw)
@@ -257,12 +259,13 @@ def _message(refused: _Refused, doc: Any) -> str:
     return f"{path}: {schema.reason(rule, _value(doc, [*refused.keys, *steps]))}"
 
 
-def _read(raw: bytes, parse) -> Sample:
-    """parse(raw); when msgspec refuses it, the problem worded from the value sent, as Python's
-    json reads it (and a second try where msgspec is stricter than the contract)."""
+def _read(raw: bytes, parse, first=None) -> Sample:
+    """parse(raw) (or first(raw), which knows raw already); when msgspec refuses it, the problem
+    worded from the value sent, as Python's json reads it (and a second try where msgspec is
+    stricter than the contract)."""
     raw = _storable(raw)
     try:
-        return parse(raw)
+        return (first or parse)(raw)
     except _Refused as exc:
         refused = exc
     doc = _json(raw)
@@ -322,14 +325,16 @@ def parse_any(raw: bytes, now: datetime, tolerance_seconds: int, max_batch: int,
     only itself. A batch as a whole is refused (SampleError) only when it is not a list of 1 to
     max_batch items or its agent block is bad. max_batch 0: batches are off. A single sample's
     body over single_limit is TooLarge, found before it is parsed."""
+    raw = _storable(raw)
     try:
-        envelope = schema.ENVELOPE.decode(_storable(raw))
+        envelope = schema.ENVELOPE.decode(raw)
     except _UNREADABLE:
         envelope = None
     if envelope is None or not envelope.samples or envelope.sample:
         if len(raw) > single_limit:
             raise TooLarge(f"body is larger than {single_limit} bytes")
-        return parse_body(raw)  # a body that is not JSON is worded there
+        # The envelope is not decoded twice; a body that is not JSON is worded by _read.
+        return _read(raw, _parse, first=None if envelope is None else partial(_parse, envelope=envelope))
     if max_batch <= 0:
         raise SampleError("samples: this server takes one sample per request (batches are turned off)")
     try:
