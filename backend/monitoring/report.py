@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from . import tiers
 from .bottleneck import LABELS
+from .history import DEFAULT_INTERVAL_SECONDS
 from .models import MonitoredServer
 
 UNCLASSIFIED = "unclassified"
@@ -35,7 +36,6 @@ REPORT_LABELS = (*LABELS, UNCLASSIFIED)
 USEFUL = ("gpu-bound", "balanced")
 FINE_MAX = timedelta(days=2)  # up to this window the 1-minute tier serves
 DEFAULT_DAYS = 7
-DEFAULT_INTERVAL_SECONDS = 2.0
 
 
 class ReportRequestError(ValueError):

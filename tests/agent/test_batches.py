@@ -13,10 +13,10 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.receiver import Received, Receiver
 from trainwatch_agent.backoff import Backoff
 from trainwatch_agent.shipper import Shipper
 from trainwatch_agent.spool import Spool
@@ -41,29 +41,15 @@ class Ingest:
         self.stored: dict[str, int] = {}  # collected_at -> times it was stored (must stay 1)
         self.requests: list[dict] = []  # form, samples, gzip, status
         self.lock = threading.Lock()
-        ingest = self
+        self.receiver = Receiver(answer=self.handle).__enter__()
+        self.url = self.receiver.url("/api/ingest/servers/gpu-box-01/metrics/")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                compressed = self.headers.get("Content-Encoding") == "gzip"
-                with ingest.lock:
-                    status, reply, form, count = ingest.answer(raw, compressed)
-                    ingest.requests.append({"form": form, "samples": count, "gzip": compressed, "status": status})
-                payload = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/ingest/servers/gpu-box-01/metrics/"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    def handle(self, received: Received) -> tuple[int, bytes]:
+        compressed = received.headers.get("Content-Encoding") == "gzip"
+        with self.lock:
+            status, reply, form, count = self.answer(received.body, compressed)
+            self.requests.append({"form": form, "samples": count, "gzip": compressed, "status": status})
+        return status, json.dumps(reply).encode()
 
     def answer(self, raw: bytes, compressed: bool) -> tuple[int, dict, str, int]:
         if compressed:
@@ -111,8 +97,7 @@ class Ingest:
         return [r["samples"] for r in self.requests if r["form"] == form]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.receiver.__exit__()
 
 
 @pytest.fixture
