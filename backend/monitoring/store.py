@@ -11,6 +11,7 @@ arrays), all inside the request's transaction.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,11 +209,13 @@ def _derive(cursor: psycopg.Cursor, server_id: int, samples: list[Sample]) -> li
             {"server": server_id, "first": samples[0].collected_at, "last": samples[-1].collected_at},
             prepare=True,
         )
-        stored_inside = [row[0] for row in cursor.fetchall()]
+        stored_inside = sorted(row[0] for row in cursor.fetchall())
     rows, before = [], None
     for sample in samples:
         at = sample.collected_at
-        if before is None or any(before.collected_at < t < at for t in stored_inside):
+        # A stored sample strictly between the one before and this one: two bisections, not a scan
+        # (a resent batch can hold hundreds of samples that are stored already).
+        if before is None or bisect_right(stored_inside, before.collected_at) < bisect_left(stored_inside, at):
             previous = _previous(cursor, server_id, at)
         else:
             previous = before if at - before.collected_at <= gap else None
