@@ -98,7 +98,7 @@ bench-catchup: venv services ## After an outage: 1,000 agents replay 10 minutes 
 
 .PHONY: bench-report
 bench-report: venv services ## The fleet report: 1,000 servers × 30 days of tiers over HTTP, and a small fleet from raw rows
-	$(PY) bench/report.py
+	$(PY) bench/report.py --fine
 
 .PHONY: bench-agent
 bench-agent: venv ## Agent CPU and RSS per sample vs prometheus-node-exporter (3 min)

@@ -51,7 +51,7 @@ def reset() -> None:
 
     from monitoring import tiers
 
-    relations = [f.relation(t) for t in tiers.TIERS for f in tiers.FAMILIES]
+    relations = tiers.relations()
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_xiderror, "

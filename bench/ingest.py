@@ -118,7 +118,7 @@ def reset_database() -> None:
 
     from monitoring import tiers
 
-    relations = [f.relation(t) for t in tiers.TIERS for f in tiers.FAMILIES]
+    relations = tiers.relations()
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_xiderror, "

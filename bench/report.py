@@ -5,9 +5,10 @@ from raw rows for a smaller fleet.
 
 The small fleet is seeded first with seed_history (raw rows, then its tiers); its report is
 computed from the tiers and from raw rows alone, in this process. Then, in an emptied database,
-the large fleet's snapshot tiers (1-hour buckets, and 1-minute ones with --fine: the label mix and
-the sums over each sample's GPUs) are written straight into the tier relations with
-generate_series (the report reads nothing else), and its report is timed over HTTP.
+the large fleet's tier part that the report reads (per bucket: the sums over each sample's GPUs, in
+all and per label) is written straight into the tier relations, 1-hour buckets (and 1-minute ones
+with --fine) with generate_series and 1-day ones from them, and its report is timed over HTTP: with
+the day tier, and again with it emptied (whole days from the hour tier).
 
 Runs against its own database (DATABASE_URL's name + "_report"), emptied first.
 """
@@ -28,11 +29,12 @@ from bench.common import Processes, machine, percentile, session_cookie, setup_e
 
 
 def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
-    """Tier rows for `servers` servers over `days` days, straight into the tier relations (rollup
-    tables) with a realistic label mix, unless they are there already."""
+    """The report's tier part for `servers` servers over `days` days, straight into the tier
+    relations (rollup tables) with a realistic label mix: 1-hour buckets with generate_series (and
+    1-minute ones for two days with `fine`), then the 1-day buckets from them as beat builds them."""
     from django.db import connection
 
-    from monitoring import tiers
+    from monitoring import report, tiers
     from monitoring.bottleneck import LABELS
     from monitoring.models import MonitoredServer
 
@@ -43,31 +45,28 @@ def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
         MonitoredServer(slug=f"{prefix}{i:04d}", name=f"Fleet {i:04d}", sample_interval_seconds=2.0)
         for i in range(servers)
     )
-    labels = ", ".join(tiers.label_column(label) for label in LABELS)
-    # Per bucket, the sample count spread over the labels: mostly gpu-bound, some of each other.
+    totals = report.TOTALS
+    labels = ", ".join(tiers.label_column(label, "gpu_count") for label in LABELS)
+    # Per bucket, the GPU samples spread over the labels: mostly gpu-bound, some of each other.
     shares = (0.55, 0.12, 0.05, 0.03, 0.05, 0.08, 0.07, 0.05)[: len(LABELS)]
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        for tier, width, n in (("1h", "1 hour", 1800), ("1m", "1 minute", 30))[: 2 if fine else 1]:
-            since = (
-                f"date_trunc('hour', now()) - INTERVAL '{days} days'"
-                if tier == "1h"
-                else ("date_trunc('hour', now()) - INTERVAL '2 days'")
-            )
-            servers_sql = f"SELECT id FROM monitoring_monitoredserver WHERE slug LIKE '{prefix}%'"
+        servers_sql = f"SELECT id FROM monitoring_monitoredserver WHERE slug LIKE '{prefix}%'"
+        for tier, n in (("1h", 1800), ("1m", 30))[: 2 if fine else 1]:
+            since = f"date_trunc('hour', now()) - INTERVAL '{days if tier == '1h' else 2} days'"
+            width = tiers.INTERVAL[tier]
             buckets = f"generate_series({since}, now() - INTERVAL '{width}', INTERVAL '{width}')"
             cursor.execute(
-                f"INSERT INTO {tiers.SNAPSHOT.relation(tier)} (server_id, bucket, sample_count, {labels}) "
-                f"SELECT s.id, b, {n}, {', '.join(str(round(n * share)) for share in shares)} "
-                f"FROM ({servers_sql}) s, {buckets} b"
-            )
-            totals = tiers.PARTS["host"][1]
-            cursor.execute(
                 f"INSERT INTO {totals.relation(tier)} (server_id, bucket, sample_count, gpu_count_sum, "
-                "gpu_util_total_percent_sum, gpu_energy_joules_sum) "
-                f"SELECT s.id, b, {n}, {n * gpus}, {n} * {gpus} * (40 + s.id % 55), {n} * {gpus} * 400.0 * 2 "
+                f"gpu_util_total_percent_sum, gpu_energy_joules_sum, {labels}) "
+                f"SELECT s.id, b, {n}, {n * gpus}, {n} * {gpus} * (40 + s.id % 55), {n} * {gpus} * 400.0 * 2, "
+                f"{', '.join(str(round(n * gpus * share)) for share in shares)} "
                 f"FROM ({servers_sql}) s, {buckets} b"
             )
+        # Whole days only, as beat rolls them up: today stays in the hour tier.
+        names = ", ".join(name for name, _ in tiers.tier_columns(totals))
+        select = tiers.select_from_tier(totals, "1d", "1h", where="WHERE r.bucket < date_trunc('day', now())")
+        cursor.execute(f"INSERT INTO {totals.relation('1d')} ({names}) SELECT {names} FROM ({select}) s")
         cursor.execute("ANALYZE")
     print(f"seeded {servers} servers × {days} days of tiers in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
@@ -77,7 +76,7 @@ def reset() -> None:
 
     from monitoring import tiers
 
-    relations = [f.relation(t) for t in tiers.TIERS for f in tiers.FAMILIES]
+    relations = tiers.relations()
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE monitoring_snapshot, monitoring_gpusample, monitoring_disksample, monitoring_xiderror, "
@@ -112,6 +111,16 @@ def time_report(base: str, cookies: dict, params: dict, runs: int) -> dict:
     }
 
 
+def report_row(run: dict, what: str) -> list[str]:
+    return [
+        f"{run['servers']:,} servers × {what}",
+        run["source"],
+        f"{run['gpu_hours']:,.0f}",
+        f"{run['p50']:.0f}",
+        f"{run['p95']:.0f}",
+    ]
+
+
 def in_process(days: float, runs: int, raw_only: bool) -> dict:
     """The report computed in this process; raw_only: as if no tier held anything (raw rows alone)."""
     from monitoring import report, tiers
@@ -119,7 +128,7 @@ def in_process(days: float, runs: int, raw_only: bool) -> dict:
     window = report.parse_window({"days": str(days)})
     original = report.fleet_horizons
     if raw_only:
-        report.fleet_horizons = lambda: {tier: None for tier in tiers.TIERS}
+        report.fleet_horizons = lambda: {tier: None for tier in tiers.ALL_TIERS}
     try:
         times, body = [], None
         for _ in range(runs):
@@ -173,15 +182,16 @@ def main() -> None:
         cookies = session_cookie()
         for days in (args.days, 7, 1) if args.fine else (args.days, 7):
             run = time_report(base, cookies, {"days": days}, args.runs)
-            rows.append(
-                [
-                    f"{run['servers']:,} servers × {days} d: tiers (HTTP)",
-                    run["source"],
-                    f"{run['gpu_hours']:,.0f}",
-                    f"{run['p50']:.0f}",
-                    f"{run['p95']:.0f}",
-                ]
-            )
+            rows.append(report_row(run, f"{days} d: tiers (HTTP)"))
+        # The same month with the day tier emptied: whole days from the hour tier, as before it.
+        from django.db import connection
+
+        from monitoring import report
+
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {report.TOTALS.relation('1d')}")
+        run = time_report(base, cookies, {"days": args.days}, args.runs)
+        rows.append(report_row(run, f"{args.days} d: hour tier only (HTTP)"))
     finally:
         procs.stop_all()
     reset()

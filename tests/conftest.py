@@ -288,9 +288,8 @@ def _empty_tiers() -> None:
     from monitoring import tiers
 
     with connection.cursor() as cursor:
-        for tier in tiers.TIERS:
-            for family in tiers.FAMILIES:
-                cursor.execute(f"TRUNCATE {family.relation(tier)}")
+        for relation in tiers.relations():
+            cursor.execute(f"TRUNCATE {relation}")
         cursor.execute("TRUNCATE monitoring_tierdirty")
 
 

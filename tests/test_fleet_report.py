@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
+from monitoring import report, tiers
 from monitoring.models import MonitoredServer
 from monitoring.report import REPORT_LABELS, USEFUL
 from monitoring.tasks import classify_server
@@ -45,6 +46,18 @@ def raw_hours(since) -> dict:
         return found
 
 
+def raw_daily_hours(since) -> dict:
+    """GPU-hours per UTC date straight from raw rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (s.collected_at AT TIME ZONE 'UTC')::date, sum(s.gpu_count * m.sample_interval_seconds) / 3600 "
+            "FROM monitoring_snapshot s JOIN monitoring_monitoredserver m ON m.id = s.server_id "
+            "WHERE s.collected_at >= %s GROUP BY 1",
+            [since],
+        )
+        return {day.isoformat(): hours for day, hours in cursor.fetchall()}
+
+
 def sums_up(block: dict) -> bool:
     return abs(sum(block["by_bottleneck"].values()) - block["gpu_hours"]) <= 0.01 * max(1.0, block["gpu_hours"])
 
@@ -68,6 +81,20 @@ def test_gpu_hours_by_bottleneck_agree_with_raw_rows(days, source):
     by_slug = {s["slug"]: s for s in data["servers"]}
     assert by_slug["a100-01"]["gpu_count"] == 4 and by_slug["a100-02"]["gpu_count"] == 2
     assert 0 < fleet["utilization_percent"] < 100 and fleet["energy_kwh"] > 0
+    # Every day after the first (which starts on a bucket boundary before the window) is exact,
+    # whether it came from the 1-day tier (whole days), the finer tiers or raw rows (today).
+    per_day = raw_daily_hours(samples.now_minus(days * 86400))
+    assert [d["date"] for d in data["days"]] == sorted(per_day)
+    for block in data["days"][1:]:
+        assert block["gpu_hours"] == pytest.approx(per_day[block["date"]], abs=0.01), block["date"]
+    # The pieces tile the window: from its start rounded down to the source's buckets, the first
+    # partial hour from minutes (1m), the first partial day from hours, whole days from days.
+    window = report.parse_window({"days": str(days)})
+    found = report.pieces(window)
+    assert found[0][1] == tiers.floor(window.start, tiers.WIDTH[source]) and found[-1][2] == window.end
+    assert all(a[2] == b[1] for a, b in zip(found, found[1:]))
+    kinds = [kind for kind, _, _ in found]
+    assert "1d" in kinds if days >= 2 else kinds[0] in ("1m", "1h")
 
 
 def test_servers_are_sorted_by_hours_lost_and_name_their_top_bottleneck():
@@ -94,7 +121,8 @@ def test_the_newest_samples_count_before_the_tiers_have_them(ingest):
     # 30 samples of 4 GPUs, 2 s each: 240 GPU-seconds, all gpu-bound.
     assert box["gpu_hours"] == pytest.approx(240 / 3600, abs=0.002)
     assert box["by_bottleneck"]["gpu-bound"] == pytest.approx(240 / 3600, abs=0.002)
-    assert data["days"][-1]["gpu_hours"] >= box["gpu_hours"]
+    # The days hold them too (two of them, when the two minutes straddle midnight).
+    assert sum(d["gpu_hours"] for d in data["days"]) == pytest.approx(data["fleet"]["gpu_hours"], abs=0.002)
 
 
 def test_csv_has_a_row_per_server_and_a_column_per_label():

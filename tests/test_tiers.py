@@ -47,10 +47,14 @@ def seed(slug: str, hours: float) -> MonitoredServer:
 def direct(family: tiers.Family, width: str, server_id: int) -> dict:
     """The tier computed straight from raw rows, keyed by (key, bucket)."""
     key = f"{family.key}, " if family.key else ""
-    cols = ", ".join(f"{how}({m})" for m, how in family.aggregates)
+    cols = ", ".join(f"{how}({m})" for m, how in family.plain)
     labels = ""
     if family.labels:
-        labels = ", " + ", ".join(f"count(*) FILTER (WHERE bottleneck_label = '{label}')" for label in LABELS)
+        labels += ", " + ", ".join(f"count(*) FILTER (WHERE bottleneck_label = '{label}')" for label in LABELS)
+    for m in family.label_sums:
+        labels += ", " + ", ".join(
+            f"coalesce(sum({m}) FILTER (WHERE bottleneck_label = '{label}'), 0)" for label in LABELS
+        )
     rows = fetch(
         f"SELECT {key}time_bucket(INTERVAL '{width}', collected_at) AS b, count(*), {cols}{labels} "
         f"FROM {family.raw} WHERE server_id = %s GROUP BY {key}b",
@@ -61,8 +65,9 @@ def direct(family: tiers.Family, width: str, server_id: int) -> dict:
 
 def stored(family: tiers.Family, tier: str, server_id: int) -> dict:
     key = f"{family.key}, " if family.key else ""
-    cols = ", ".join(f"{m}_{how}" for m, how in family.aggregates)
+    cols = ", ".join(f"{m}_{how}" for m, how in family.plain)
     labels = ", " + ", ".join(tiers.label_column(label) for label in LABELS) if family.labels else ""
+    labels += "".join(", " + ", ".join(tiers.label_column(label, m) for label in LABELS) for m in family.label_sums)
     rows = fetch(
         f"SELECT {key}bucket, sample_count, {cols}{labels} FROM {family.relation(tier)} WHERE server_id = %s",
         [server_id],
@@ -79,8 +84,8 @@ def assert_same(expected: dict, actual: dict) -> None:
 @pytest.mark.parametrize("family", tiers.FAMILIES, ids=lambda f: f.name)
 def test_tier_values_equal_an_aggregate_of_raw_rows(family):
     server = seed("tier-check", hours=3)
-    for tier, width in (("1m", "1 minute"), ("1h", "1 hour")):
-        assert_same(direct(family, width, server.id), stored(family, tier, server.id))
+    for tier in family.tiers:
+        assert_same(direct(family, tiers.INTERVAL[tier], server.id), stored(family, tier, server.id))
 
 
 def test_every_minute_of_a_seeded_range_is_rolled_up():
@@ -124,6 +129,26 @@ def test_a_late_sample_is_rolled_up_again():
     assert fetch(
         "SELECT sample_count FROM monitoring_snapshot_1h WHERE server_id = %s AND bucket = %s", [node.server.id, hour]
     ) == [(11,)]
+
+
+def test_a_late_sample_reaches_the_day_tier():
+    node = register("late-day", "Late Day")
+    # Over a day ago: its day has ended whatever the time now, so the day bucket is final.
+    minute = (timezone.now() - timedelta(hours=30)).replace(second=0, microsecond=0)
+    day = tiers.floor(minute, tiers.WIDTH["1d"])
+    feed(node, 10, minute)
+    refresh_all()
+    labelled = " + ".join(tiers.label_column(label, "gpu_count") for label in LABELS)
+    query = (
+        f"SELECT sample_count, gpu_count_sum, {labelled} FROM {tiers.PARTS['host'][1].relation('1d')} "
+        "WHERE server_id = %s AND bucket = %s"
+    )
+    gpus = len(samples.sample()["gpus"])
+    assert fetch(query, [node.server.id, day]) == [(10, 10 * gpus, 10 * gpus)]
+    feed(node, 1, minute + timedelta(seconds=40))  # replayed from the agent's spool
+    refresh_all()
+    assert fetch(query, [node.server.id, day]) == [(11, 11 * gpus, 11 * gpus)]
+    assert fetch("SELECT count(*) FROM monitoring_tierdirty WHERE bucket <= %s", [day]) == [(0,)]
 
 
 def test_labels_that_arrive_after_the_rollup_are_counted():

@@ -78,6 +78,7 @@ class Metric:
     # the previous sample; ("busy", milliseconds counter) percent of the time busy;
     # ("sum" | "max", block, metric) over the devices; ("count", block).
     derived: tuple[str, ...] = ()
+    # The tiers' aggregates of it per bucket: avg, max, sum; label_sum: a sum per bottleneck label.
     tier: tuple[str, ...] = ()
     # Which tier relations hold its aggregates: 1 those the tiers were made with; a metric tiered
     # later goes to a later part (continuous aggregates take no new columns), see tiers.py.
@@ -190,14 +191,15 @@ METRICS: tuple[Metric, ...] = (
         api=("disk", "util_percent"),
         echo="disk_util_percent",
     ),
-    # The tiers sum the GPUs of every sample (GPU samples per bucket): the fleet report's GPU-hours.
+    # The tiers sum the GPUs of every sample (GPU samples per bucket), in all and per bottleneck
+    # label: the fleet report's GPU-hours.
     host(
         "gpu_count",
         "integer",
         title="GPUs",
         column="smallint",
         derived=("count", "gpu"),
-        tier=("sum",),
+        tier=("sum", "label_sum"),
         tier_part=2,
         history=False,
     ),

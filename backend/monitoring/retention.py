@@ -20,6 +20,8 @@ from .models import SAMPLE_TABLES, RetentionPolicy
 
 TIER_ORDER = ("raw", "1m", "1h")
 TIME_COLUMN = {"raw": "collected_at", "1m": "bucket", "1h": "bucket"}
+# Tiers that have no policy of their own: the fleet report's daily buckets follow the hourly ones.
+POLICY_OF = {"1d": "1h"}
 
 
 class RetentionError(ValueError):
@@ -29,7 +31,12 @@ class RetentionError(ValueError):
 def relations(tier: str) -> list[str]:
     if tier == "raw":
         return list(SAMPLE_TABLES)
-    return [family.relation(tier) for family in tiers.FAMILIES]
+    return [
+        family.relation(own)
+        for own in tiers.ALL_TIERS
+        if POLICY_OF.get(own, own) == tier
+        for family in tiers.families(own)
+    ]
 
 
 def policies() -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 - Rollup tables (Apache edition): the classifier marks the 1-minute bucket of every snapshot it
   labels as dirty; beat's `refresh_tiers` rolls up dirty buckets that have settled, 1m from raw
-  rows, then 1h from 1m. `rollup_range` rolls up a bulk load at once.
+  rows, then 1h from 1m, then 1d from 1h (each marks the coarser bucket dirty in turn).
+  `rollup_range` rolls up a bulk load at once.
 - Continuous aggregates (full edition): beat calls refresh_continuous_aggregate over the window
   late samples can reach, back to where each aggregate's data ends.
 
@@ -17,11 +18,14 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from .tiers import (
-    FAMILIES,
+    ALL_TIERS,
     INTERVAL,
-    TIERS,
+    SOURCE,
     WIDTH,
+    families,
+    floor,
     installed_backend,
+    relations,
     select_from_raw,
     select_from_tier,
     tier_columns,
@@ -57,7 +61,7 @@ def _upsert_buckets(cursor, tier: str, source: str | None) -> None:
     # on server_id alone would compare every row of the range with every bucket.
     cursor.execute("SET LOCAL enable_hashjoin = off")
     cursor.execute("SET LOCAL enable_mergejoin = off")
-    for family in FAMILIES:
+    for family in families(tier):
         rel = family.relation(tier)
         cursor.execute(
             f"DELETE FROM {rel} r USING tw_touched t WHERE r.server_id = t.server_id AND r.bucket = t.bucket"
@@ -83,11 +87,11 @@ def _take_touched(cursor, tier: str, settled_before: datetime) -> int:
     cursor.execute("CREATE TEMP TABLE IF NOT EXISTS tw_touched (server_id bigint, bucket timestamptz) ON COMMIT DROP")
     cursor.execute("TRUNCATE tw_touched")
     blocked = ""
-    if tier == "1h":
-        # An hour waits until none of its minutes is still waiting.
+    if tier in SOURCE:
+        # A bucket waits until none of its finer buckets (an hour's minutes, a day's hours) is waiting.
         blocked = (
-            "AND NOT EXISTS (SELECT FROM monitoring_tierdirty m WHERE m.tier = '1m' AND m.server_id = d.server_id "
-            "AND m.bucket >= d.bucket AND m.bucket < d.bucket + INTERVAL '1 hour')"
+            f"AND NOT EXISTS (SELECT FROM monitoring_tierdirty m WHERE m.tier = '{SOURCE[tier]}' "
+            f"AND m.server_id = d.server_id AND m.bucket >= d.bucket AND m.bucket < d.bucket + INTERVAL '{INTERVAL[tier]}')"
         )
     cursor.execute(
         f"""WITH taken AS (
@@ -104,7 +108,7 @@ def _take_touched(cursor, tier: str, settled_before: datetime) -> int:
 
 
 def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None) -> dict[str, int] | None:
-    """Roll up every settled dirty bucket: 1m from raw rows, then 1h from 1m. Safe to run twice.
+    """Roll up every settled dirty bucket: 1m from raw rows, 1h from 1m, 1d from 1h. Safe to run twice.
 
     None when another refresher is at it."""
     from django.utils import timezone
@@ -119,39 +123,39 @@ def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REFRESH_LOCK])
         if not cursor.fetchone()[0]:
             return None
-        done["1m"] = _take_touched(cursor, "1m", settled_before)
-        if done["1m"]:
-            _upsert_buckets(cursor, "1m", None)
-            cursor.execute(
-                "INSERT INTO monitoring_tierdirty (tier, server_id, bucket) "
-                "SELECT DISTINCT '1h', server_id, time_bucket(INTERVAL '1 hour', bucket) FROM tw_touched "
-                "ON CONFLICT DO NOTHING"
-            )
-        done["1h"] = _take_touched(cursor, "1h", settled_before)
-        if done["1h"]:
-            _upsert_buckets(cursor, "1h", "1m")
+        for tier, coarser in zip(ALL_TIERS, (*ALL_TIERS[1:], None)):
+            done[tier] = _take_touched(cursor, tier, settled_before)
+            if not done[tier]:
+                continue
+            _upsert_buckets(cursor, tier, SOURCE.get(tier))
+            if coarser:
+                cursor.execute(
+                    "INSERT INTO monitoring_tierdirty (tier, server_id, bucket) "
+                    f"SELECT DISTINCT '{coarser}', server_id, time_bucket(INTERVAL '{INTERVAL[coarser]}', bucket) "
+                    "FROM tw_touched ON CONFLICT DO NOTHING"
+                )
     return done
 
 
 def rollup_range(server_id: int, start: datetime, end: datetime) -> None:
-    """Roll up one server's [start, end) at once (after a bulk load): plain range aggregates."""
-    hour_start = start.replace(minute=0, second=0, microsecond=0)
-    hour_end = end.replace(minute=0, second=0, microsecond=0) + WIDTH["1h"]
-    minute_start = start.replace(second=0, microsecond=0)
+    """Roll up one server's [start, end) at once (after a bulk load): plain range aggregates, each
+    tier over the whole buckets that hold the range (from what its finer tier holds)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        for tier, lo, hi in (("1m", minute_start, end), ("1h", hour_start, hour_end)):
-            for family in FAMILIES:
+        for tier in ALL_TIERS:
+            lo = floor(start, WIDTH[tier])
+            hi = floor(end, WIDTH[tier]) + WIDTH[tier] if tier in SOURCE else end
+            for family in families(tier):
                 rel = family.relation(tier)
                 names = ", ".join(name for name, _ in tier_columns(family))
                 cursor.execute(
                     f"DELETE FROM {rel} WHERE server_id = %s AND bucket >= %s AND bucket < %s", [server_id, lo, hi]
                 )
-                if tier == "1m":
+                if tier in SOURCE:
+                    where = "WHERE r.server_id = %s AND r.bucket >= %s AND r.bucket < %s"
+                    select = select_from_tier(family, tier, SOURCE[tier], where=where)
+                else:
                     where = "WHERE r.server_id = %s AND r.collected_at >= %s AND r.collected_at < %s"
                     select = select_from_raw(family, tier, where=where)
-                else:
-                    where = "WHERE r.server_id = %s AND r.bucket >= %s AND r.bucket < %s"
-                    select = select_from_tier(family, tier, "1m", where=where)
                 cursor.execute(f"INSERT INTO {rel} ({names}) SELECT {names} FROM ({select}) s", [server_id, lo, hi])
 
 
@@ -159,8 +163,8 @@ def rollup_range(server_id: int, start: datetime, end: datetime) -> None:
 
 
 def _refresh_aggregates(windows: dict[str, tuple], wait: bool) -> bool:
-    """Refresh every continuous aggregate over its (start, end) window (by relation), 1m then 1h
-    (built on 1m), holding the refresh lock; False if not waiting and the lock is taken.
+    """Refresh every continuous aggregate over its (start, end) window (by relation), 1m, then 1h
+    (built on 1m), then 1d (on 1h), holding the refresh lock; False if not waiting and the lock is taken.
 
     Not inside a transaction block: refresh_continuous_aggregate refuses to run in one.
     """
@@ -172,10 +176,8 @@ def _refresh_aggregates(windows: dict[str, tuple], wait: bool) -> bool:
             if not cursor.fetchone()[0]:
                 return False
         try:
-            for tier in TIERS:
-                for family in FAMILIES:
-                    rel = family.relation(tier)
-                    cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [rel, *windows[rel]])
+            for rel in relations():
+                cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [rel, *windows[rel]])
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [REFRESH_LOCK])
     return True
@@ -196,12 +198,12 @@ def refresh_continuous(now: datetime | None = None) -> bool:
     now = now or timezone.now()
     end = now - timedelta(seconds=settings.MONITORING_TIER_SETTLE_SECONDS)
     late = timedelta(days=settings.MONITORING_TIER_LATE_DAYS)
-    # An hour is refreshed from its minutes, so its window starts earlier (with a margin).
-    back = {"1m": late, "1h": late + 2 * WIDTH["1h"]}
+    # A coarser bucket is refreshed from finer ones, so its window starts earlier (with a margin).
+    back = {tier: late + (2 * WIDTH[tier] if tier in SOURCE else timedelta(0)) for tier in ALL_TIERS}
     windows = {}
     with connection.cursor() as cursor:
-        for tier in TIERS:
-            for family in FAMILIES:
+        for tier in ALL_TIERS:
+            for family in families(tier):
                 rel = family.relation(tier)
                 mark = watermark(cursor, rel)
                 windows[rel] = (min(now - back[tier], mark - WIDTH[tier]) if mark else None, end)
@@ -217,7 +219,15 @@ def refresh(start: datetime | None = None, end: datetime | None = None) -> None:
     if backend == "rollup":
         refresh_rollups(now=end + WIDTH["1h"] if end else None, settle=timedelta(0))
     elif backend == "continuous":
-        # The window reaches one bucket past `end` so that the newest, still filling, bucket is
-        # included. A beat refresh under way is waited for.
-        windows = {f.relation(tier): (start, end + WIDTH[tier] if end else None) for tier in TIERS for f in FAMILIES}
+        # Whole buckets, reaching one bucket past `end` so that the newest, still filling, bucket
+        # is included (a window shorter than one bucket is refused). A beat refresh under way is
+        # waited for.
+        windows = {
+            f.relation(tier): (
+                floor(start, WIDTH[tier]) if start else None,
+                end + WIDTH[tier] if end else None,
+            )
+            for tier in ALL_TIERS
+            for f in families(tier)
+        }
         _refresh_aggregates(windows, wait=True)

@@ -1,12 +1,13 @@
-"""Downsampled tiers: 1-minute and 1-hour buckets of snapshots, GPU samples and disk samples.
+"""Downsampled tiers: 1-minute and 1-hour buckets of snapshots, GPU samples and disk samples,
+and 1-day buckets of the fleet report's part.
 
 The relations are the same however they are made, `monitoring_{family}_{tier}` with
 per bucket: `sample_count`, `<metric>_avg` and `<metric>_max` of every metric the
 history shows, and (snapshots) the bottleneck mix `bn_<label>` (samples per label):
 
 - `continuous`: real continuous aggregates (TimescaleDB's Timescale-licensed edition,
-  e.g. the official Docker image), 1h built on 1m, materialized only (the history query
-  adds the raw tail itself);
+  e.g. the official Docker image), 1h built on 1m and 1d on 1h, materialized only (the
+  history query adds the raw tail itself);
 - `rollup`: plain hypertables (the Apache edition, e.g. Debian's package).
 
 MONITORING_TIER_BACKEND=auto|continuous|rollup picks one when migrating (the migrations
@@ -26,13 +27,20 @@ from django.db import connection
 from . import catalogue
 from .bottleneck import LABELS
 
+# The tiers every family has (the history's), finest first; DAILY families add 1-day buckets.
 TIERS = ("1m", "1h")
-WIDTH = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
-INTERVAL = {"1m": "1 minute", "1h": "1 hour"}
+WIDTH = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
+INTERVAL = {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"}
+# Each tier is built from the one before it.
+SOURCE = {"1h": "1m", "1d": "1h"}
+# Families that also keep 1-day buckets: the fleet report's part, so that a month is 30 rows a server.
+DAILY = ("snapshot_p2",)
 
 
-def label_column(label: str) -> str:
-    return "bn_" + label.replace("-", "_")
+def label_column(label: str, metric: str | None = None) -> str:
+    """The column of a label's samples (a `bn_<label>` count), or of a metric's sum over them."""
+    column = "bn_" + label.replace("-", "_")
+    return f"{metric}_{column}" if metric else column
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,11 @@ class Family:
     raw_name: str  # the raw hypertable's: snapshot, gpusample, disksample
     key: str | None  # the device column, if any
     key_type: str | None
-    # (metric, aggregate) in column order: `<metric>_<aggregate>` per bucket.
+    # (metric, aggregate) in column order: `<metric>_<aggregate>` per bucket; a `label_sum`
+    # is a column per label, `<metric>_bn_<label>`: the metric summed over that label's samples.
     aggregates: tuple[tuple[str, str], ...]
     labels: bool = False
+    tiers: tuple[str, ...] = TIERS
 
     @property
     def raw(self) -> str:
@@ -61,6 +71,15 @@ class Family:
     @property
     def metrics(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(m for m, _ in self.aggregates))
+
+    @property
+    def plain(self) -> tuple[tuple[str, str], ...]:
+        """The aggregates that are one column each (`<metric>_<aggregate>`)."""
+        return tuple((m, how) for m, how in self.aggregates if how != "label_sum")
+
+    @property
+    def label_sums(self) -> tuple[str, ...]:
+        return tuple(m for m, how in self.aggregates if how == "label_sum")
 
 
 # Each block's raw table and device key.
@@ -79,14 +98,29 @@ def _families(block: str) -> tuple[Family, ...]:
     for part in sorted({1, *(m.tier_part for m in tiered)}):
         aggregates = tuple((m.name, how) for m in tiered if m.tier_part == part for how in m.tier)
         name = raw_name if part == 1 else f"{raw_name}_p{part}"
-        families.append(Family(name, raw_name, key, key_type, aggregates, labels=block == "host" and part == 1))
+        own = (*TIERS, "1d") if name in DAILY else TIERS
+        families.append(
+            Family(name, raw_name, key, key_type, aggregates, labels=block == "host" and part == 1, tiers=own)
+        )
     return tuple(families)
 
 
 PARTS = {block: _families(block) for block in RAW}
 SNAPSHOT, GPU, DISK = (PARTS[block][0] for block in RAW)
-# Every family, each block's parts in order (a 1h relation is built on its own part's 1m one).
+# Every family, each block's parts in order (a coarser relation is built on its own part's finer one).
 FAMILIES = tuple(family for parts in PARTS.values() for family in parts)
+# Every tier some family has, finest first.
+ALL_TIERS = tuple(dict.fromkeys(tier for family in FAMILIES for tier in family.tiers))
+
+
+def families(tier: str) -> tuple[Family, ...]:
+    """The families that have this tier."""
+    return tuple(family for family in FAMILIES if tier in family.tiers)
+
+
+def relations() -> list[str]:
+    """Every tier relation, finest tier first."""
+    return [family.relation(tier) for tier in ALL_TIERS for family in families(tier)]
 
 
 # --- the aggregates: one definition for both backends ------------------------------------
@@ -97,14 +131,21 @@ _FROM_TIER = {
     "max": "max(r.{c})",
     "sum": "sum(r.{c})",
 }
+# What a catalogue metric's `tier` may name.
+AGGREGATES = (*_FROM_TIER, "label_sum")
 
 
 def select_from_raw(family: Family, tier: str, where: str = "", joins: str = "") -> str:
     """Buckets of one tier computed from the raw hypertable."""
     cols = [f"time_bucket(INTERVAL '{INTERVAL[tier]}', r.collected_at) AS bucket", "count(*) AS sample_count"]
-    cols += [f"{how}(r.{m}) AS {m}_{how}" for m, how in family.aggregates]
+    cols += [f"{how}(r.{m}) AS {m}_{how}" for m, how in family.plain]
     if family.labels:
         cols += [f"count(*) FILTER (WHERE r.bottleneck_label = '{label}') AS {label_column(label)}" for label in LABELS]
+    cols += [
+        f"coalesce(sum(r.{m}) FILTER (WHERE r.bottleneck_label = '{label}'), 0) AS {label_column(label, m)}"
+        for m in family.label_sums
+        for label in LABELS
+    ]
     group = ", ".join(f"r.{c.strip()}" for c in family.group.split(","))
     return (
         f"SELECT {group}, {', '.join(cols)} FROM {family.raw} r {joins} {where} "
@@ -118,9 +159,12 @@ def select_from_tier(family: Family, tier: str, source: str, where: str = "", jo
         f"time_bucket(INTERVAL '{INTERVAL[tier]}', r.bucket) AS bucket",
         "sum(r.sample_count)::bigint AS sample_count",
     ]
-    cols += [_FROM_TIER[how].format(c=f"{m}_{how}") + f" AS {m}_{how}" for m, how in family.aggregates]
-    if family.labels:
-        cols += [f"sum(r.{label_column(label)})::bigint AS {label_column(label)}" for label in LABELS]
+    cols += [_FROM_TIER[how].format(c=f"{m}_{how}") + f" AS {m}_{how}" for m, how in family.plain]
+    cols += [
+        f"sum(r.{column})::bigint AS {column}"
+        for column in ([label_column(label) for label in LABELS] if family.labels else [])
+        + [label_column(label, m) for m in family.label_sums for label in LABELS]
+    ]
     group = ", ".join(f"r.{c.strip()}" for c in family.group.split(","))
     return (
         f"SELECT {group}, {', '.join(cols)} FROM {family.relation(source)} r {joins} {where} "
@@ -133,9 +177,10 @@ def tier_columns(family: Family) -> list[tuple[str, str]]:
     if family.key:
         cols.append((family.key, f"{family.key_type} NOT NULL"))
     cols += [("bucket", "timestamptz NOT NULL"), ("sample_count", "bigint NOT NULL")]
-    cols += [(f"{m}_{how}", "double precision") for m, how in family.aggregates]
+    cols += [(f"{m}_{how}", "double precision") for m, how in family.plain]
     if family.labels:
         cols += [(label_column(label), "bigint NOT NULL DEFAULT 0") for label in LABELS]
+    cols += [(label_column(label, m), "bigint NOT NULL DEFAULT 0") for m in family.label_sums for label in LABELS]
     return cols
 
 
@@ -217,7 +262,8 @@ def split(
     bucket boundaries (whole buckets only)."""
     if source == "raw":
         return [("raw", start, end)]
-    chain = ["1h", "1m"] if source == "1h" else ["1m"]
+    coarsest_first = ALL_TIERS[::-1]
+    chain = coarsest_first[coarsest_first.index(source) :]
     pieces, cursor = [], start
     for i, tier in enumerate(chain):
         done = horizon[tier]

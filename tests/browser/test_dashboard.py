@@ -23,6 +23,8 @@ from tests.conftest import IngestClient, make_user, register
 
 GPU_CHARTS = {"gpu-util", "gpu-memory", "gpu-temperature", "gpu-power", "gpu-pcie"}
 HOST_CHARTS = {"bottleneck", "cpu", "memory", "disk-io", "disk-util", "network"}
+# A time of day as the alert lists show it, with its date when it is not today's.
+CLOCK = r"(?:[A-Z][a-z]{2} \d{1,2} )?\d\d:\d\d"
 
 
 def query(page) -> dict[str, str]:
@@ -532,16 +534,16 @@ def test_alerts_mark_the_fleet_list_the_server_and_band_its_charts(alice_page, f
     assert [open_.nth(i).get_attribute("data-episode") for i in range(2)] == [str(hot.pk), str(slow.pk)]
     expect(open_.nth(0).locator(".alert-status")).to_have_text("firing")
     expect(open_.nth(0).locator(".rule")).to_have_text("hot GPU")
-    expect(open_.nth(0).locator(".when")).to_have_text(re.compile(r"^since \d\d:\d\d \(18 min\)$"))
+    expect(open_.nth(0).locator(".when")).to_have_text(re.compile(rf"^since {CLOCK} \(18 min\)$"))
     expect(open_.nth(0).locator(".value")).to_have_text("91.5")
     expect(open_.nth(0).locator(".reason")).to_have_text("GPU 1 at 91.5 °C")
     expect(open_.nth(1).locator(".alert-status")).to_have_text("pending")
-    expect(open_.nth(1).locator(".when")).to_have_text(re.compile(r"^since \d\d:\d\d \(2 min\)$"))
+    expect(open_.nth(1).locator(".when")).to_have_text(re.compile(rf"^since {CLOCK} \(2 min\)$"))
     recent = page.locator("#alerts-recent li")
     expect(recent).to_have_count(2)
     assert [recent.nth(i).get_attribute("data-episode") for i in range(2)] == [str(idle.pk), str(earlier.pk)]
     expect(recent.nth(0)).to_have_attribute("data-status", "resolved")
-    expect(recent.nth(0).locator(".when")).to_have_text(re.compile(r"^\d\d:\d\d – \d\d:\d\d \(10 min\)$"))
+    expect(recent.nth(0).locator(".when")).to_have_text(re.compile(rf"^{CLOCK} – {CLOCK} \(10 min\)$"))
     expect(recent.nth(0).locator('.chip[data-label="gpu-idle-held"]')).to_have_text(title_for("gpu-idle-held"))
     expect(recent.nth(1).locator(".when")).to_have_text(re.compile(r"\(1 h\)$"))
 

@@ -36,8 +36,9 @@ class Command(BaseCommand):
         with connection.cursor() as cursor:
             edition = tiers.edition(cursor)
             self.stdout.write(f"TimescaleDB edition: {edition}; tiers are {tiers.installed_backend()}")
-            for tier in tiers.TIERS:
-                cursor.execute(f"SELECT max(bucket), count(DISTINCT server_id) FROM {tiers.SNAPSHOT.relation(tier)}")
+            for tier in tiers.ALL_TIERS:
+                relation = tiers.families(tier)[0].relation(tier)
+                cursor.execute(f"SELECT max(bucket), count(DISTINCT server_id) FROM {relation}")
                 newest, servers = cursor.fetchone()
                 cursor.execute("SELECT count(*), min(bucket) FROM monitoring_tierdirty WHERE tier = %s", [tier])
                 pending, oldest = cursor.fetchone()
