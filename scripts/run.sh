@@ -31,10 +31,12 @@ if [[ "$registered" == Registered* ]] || [ ! -s "$RUN_DIR/agent-token" ]; then
 fi
 
 if [ "${DEMO:-0}" = 1 ]; then
+  seed=0
   for demo in demo-a100-01 demo-a100-02 demo-h100-01; do
+    seed=$((seed + 1))  # a history of its own for each
     # seed_history refuses a server that already has data: seeded on an earlier run.
     "${MANAGE[@]}" seed_history "$demo" --days 30 --interval 10 --gpus 4 --disks 2 \
-      --seed "${#demo}" 2>/dev/null || echo "$demo: already seeded"
+      --seed "$seed" 2>/dev/null || echo "$demo: already seeded"
   done
 fi
 
