@@ -141,28 +141,7 @@ def report_sql(pieces: list[tuple[str, datetime, datetime]]) -> str:
 
 def fleet_horizons() -> dict[str, datetime | None]:
     """Per tier, the time before which its buckets are final for every server (None: nothing)."""
-    backend = tiers.installed_backend()
-    found: dict[str, datetime | None] = {}
-    with connection.cursor() as cursor:
-        for tier in TOTALS.tiers:
-            relation = TOTALS.relation(tier)
-            if backend == "continuous":
-                found[tier] = tiers.watermark(cursor, relation)
-                continue
-            if backend is None:
-                found[tier] = None
-                continue
-            cursor.execute(
-                f"SELECT (SELECT max(bucket) FROM {relation}), "
-                "(SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %s)",
-                [tier],
-            )
-            newest, dirty = cursor.fetchone()
-            done = newest + tiers.WIDTH[tier] if newest is not None else None
-            if done is not None and dirty is not None:
-                done = min(done, dirty)
-            found[tier] = done
-    return found
+    return tiers.horizons(None, TOTALS)
 
 
 def pieces(window: Window) -> list[tuple[str, datetime, datetime]]:

@@ -121,7 +121,7 @@ def _rolled_up_until(cursor) -> datetime | None:
     """Raw rows before this time are in the tiers (None: nothing is waiting)."""
     if tiers.installed_backend() == "continuous":
         return min(
-            (h for h in (tiers.horizons(0)[tier] for tier in tiers.TIERS) if h is not None),
+            (h for h in tiers.horizons(None).values() if h is not None),
             default=None,
         )
     cursor.execute("SELECT min(bucket) FROM monitoring_tierdirty")

@@ -227,24 +227,28 @@ def watermark(cursor, relation: str) -> datetime | None:
     return row[0] if row else None
 
 
-def horizons(server_id: int) -> dict[str, datetime | None]:
-    """Per tier, the time before which its buckets for this server are final.
+def horizons(server_id: int | None, family: Family | None = None) -> dict[str, datetime | None]:
+    """Per tier of the family (the snapshots' by default), the time before which its buckets for
+    this server (None: for every server) are final.
 
-    None means the tier holds nothing usable for the server (read everything from finer data).
+    None means the tier holds nothing usable (read everything from finer data).
     """
+    family = family or SNAPSHOT
     backend = installed_backend()
     if backend is None:
-        return {tier: None for tier in TIERS}
+        return {tier: None for tier in family.tiers}
+    one = "" if server_id is None else " AND server_id = %(server)s"
     result = {}
     with connection.cursor() as cursor:
-        for tier in TIERS:
+        for tier in family.tiers:
+            relation = family.relation(tier)
             if backend == "continuous":
-                result[tier] = watermark(cursor, SNAPSHOT.relation(tier))
+                result[tier] = watermark(cursor, relation)
                 continue
             cursor.execute(
-                f"SELECT (SELECT max(bucket) FROM {SNAPSHOT.relation(tier)} WHERE server_id = %s), "
-                "(SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %s AND server_id = %s)",
-                [server_id, tier, server_id],
+                f"SELECT (SELECT max(bucket) FROM {relation} WHERE true{one}), "
+                f"(SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one})",
+                {"tier": tier, "server": server_id},
             )
             newest, oldest_dirty = cursor.fetchone()
             done = newest + WIDTH[tier] if newest is not None else None
