@@ -242,6 +242,49 @@ def test_offline_fires_after_for_and_resolves_when_samples_come_back(ingest, box
     assert episode.state == "resolved"
 
 
+@pytest.mark.parametrize("change", ["rule disabled", "server disabled", "rule no longer selects it"])
+def test_an_episode_nothing_evaluates_any_more_resolves(ingest, box, change):
+    webhook_rule(None, for_="0s", servers={"labels": {"role": "trainer"}})
+    feed(ingest, box, 3, temperature_c=90.0)
+    assert episodes() == ["firing"]
+    if change == "rule disabled":
+        AlertRule.objects.update(enabled=False)
+    elif change == "server disabled":
+        box.server.is_active = False
+        box.server.save()
+    else:
+        webhook_rule(None, for_="0s", servers={"labels": {"role": "eval"}})
+    now = T0 + timedelta(minutes=5)
+    assert alerting.evaluate_offline(now=now) == 1  # the resolved notice
+    episode = AlertEpisode.objects.get()
+    assert episode.state == "resolved" and episode.ended_at == now
+    assert list(AlertDelivery.objects.order_by("created_at").values_list("event", flat=True)) == ["firing", "resolved"]
+    assert alerting.evaluate_offline(now=now + timedelta(minutes=1)) == 0  # once
+
+
+def test_a_pending_episode_nothing_evaluates_any_more_goes_without_a_notice(ingest, box):
+    webhook_rule(None, for_="10m")
+    feed(ingest, box, 3, temperature_c=90.0)
+    assert episodes() == ["pending"]
+    AlertRule.objects.update(enabled=False)
+    assert alerting.evaluate_offline(now=T0 + timedelta(minutes=1)) == 0
+    assert not AlertEpisode.objects.exists() and not AlertDelivery.objects.exists()
+
+
+def test_resolved_episodes_past_the_history_are_deleted_with_their_notices(ingest, box, settings):
+    settings.MONITORING_ALERT_HISTORY_DAYS = 30
+    webhook_rule(None, for_="0s")
+    feed(ingest, box, 2, temperature_c=90.0)
+    feed(ingest, box, 1, start=T0 + timedelta(seconds=4), temperature_c=50.0)
+    feed(ingest, box, 2, start=T0 + timedelta(seconds=6), temperature_c=90.0)  # firing again
+    old, firing = AlertEpisode.objects.order_by("started_at")
+    assert (old.state, firing.state) == ("resolved", "firing")
+    assert alerting.prune(now=old.ended_at + timedelta(days=29)) == 0
+    assert alerting.prune(now=old.ended_at + timedelta(days=31)) == 1
+    assert list(AlertEpisode.objects.all()) == [firing]  # a firing episode stays, however old
+    assert set(AlertDelivery.objects.values_list("episode_id", flat=True)) == {firing.pk}
+
+
 def test_a_silenced_episode_is_recorded_and_its_notices_muted(ingest, box):
     webhook_rule(None, for_="0s")
     AlertSilence.objects.create(labels={"rack": "r1"}, until=timezone.now() + timedelta(hours=1))

@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -246,13 +247,56 @@ def evaluate_labelled(labelled: Labelled) -> int:
     return written
 
 
+def resolve_orphans(now: datetime | None = None) -> int:
+    """Open episodes that nothing will evaluate again: of a rule since disabled, of a server since
+    disabled, or of a rule that no longer selects the server (its selector or the agent's labels
+    changed). As Alertmanager does when an alert stops being reported: a firing one resolves, with
+    its notice; a pending one goes. Returns how many notices were written."""
+    now = now or timezone.now()
+    stale = AlertEpisode.objects.filter(state__in=[AlertEpisode.PENDING, AlertEpisode.FIRING]).select_related(
+        "rule", "server"
+    )
+    orphans = [
+        episode
+        for episode in stale
+        if not episode.rule.enabled
+        or not episode.server.is_active
+        or not selects(episode.rule.servers, episode.server.slug, episode.server.agent_labels)
+    ]
+    if not orphans:
+        return 0
+    rules: dict[int, Rule] = {}
+    silences = _current_silences()
+    with transaction.atomic():
+        trackers = []
+        for episode in orphans:
+            rule = rules.setdefault(episode.rule_id, Rule(episode.rule))
+            tracker = Tracker(rule, episode.server, silences, episode)
+            tracker.step(now, False, None, "", "")
+            trackers.append(tracker)
+        ids = _write_notices(trackers)
+        _send_after_commit(ids)
+    return sum(len(t.notices) for t in trackers)
+
+
+def prune(now: datetime | None = None) -> int:
+    """Delete episodes resolved more than MONITORING_ALERT_HISTORY_DAYS ago, with their notices;
+    returns how many episodes went."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.MONITORING_ALERT_HISTORY_DAYS)
+    _, by_model = AlertEpisode.objects.filter(state=AlertEpisode.RESOLVED, ended_at__lt=cutoff).delete()
+    return by_model.get(AlertEpisode._meta.label, 0)
+
+
 def evaluate_offline(now: datetime | None = None) -> int:
     """Beat's check: a server with no sample for a rule's `for` fires; one that sends again
-    resolves. Servers that never sent a sample are not offline (they are not set up yet)."""
+    resolves. Servers that never sent a sample are not offline (they are not set up yet).
+    First, episodes nothing evaluates any more are resolved (resolve_orphans)."""
     now = now or timezone.now()
+    orphaned = resolve_orphans(now)
     rules = active_rules(offline=True)
     if not rules:
-        return 0
+        return orphaned
     silences = _current_silences()
     episodes = open_episodes(rules)
     written = 0
@@ -276,4 +320,4 @@ def evaluate_offline(now: datetime | None = None) -> int:
         ids = _write_notices(trackers)
         written = sum(len(t.notices) for t in trackers)
         _send_after_commit(ids)
-    return written
+    return orphaned + written

@@ -59,7 +59,8 @@ def _classify(servers: list[int]) -> int:
 
 @shared_task
 def evaluate_offline_alerts() -> int:
-    """Offline rules: servers without a sample for a rule's `for` fire, those back resolve."""
+    """Offline rules: servers without a sample for a rule's `for` fire, those back resolve; and
+    episodes of rules or servers since disabled (or no longer selected) resolve."""
     return alerting.evaluate_offline()
 
 
@@ -115,9 +116,13 @@ def compress_chunks() -> int:
 
 @shared_task
 def apply_retention() -> int:
-    """Drop the chunks past each tier's retention policy."""
+    """Drop the chunks past each tier's retention policy, and resolved alert episodes past
+    MONITORING_ALERT_HISTORY_DAYS."""
     with maintenance.recorded(maintenance.RETENTION):
+        episodes = alerting.prune()
         dropped = retention.apply()
     if dropped:
         log.info("retention: dropped %d chunk(s), %d bytes", len(dropped), sum(c.bytes for c in dropped))
+    if episodes:
+        log.info("retention: deleted %d resolved alert episode(s)", episodes)
     return len(dropped)

@@ -325,6 +325,8 @@ MONITORING_RAW_MAX_MINUTES = env_int("MONITORING_RAW_MAX_MINUTES", 24 * 60, mini
 MONITORING_MAX_HISTORY_MINUTES = env_int("MONITORING_MAX_HISTORY_MINUTES", 90 * 24 * 60, minimum=1)
 MONITORING_HISTORY_MAX_POINTS = env_int("MONITORING_HISTORY_MAX_POINTS", 1000, minimum=10)
 # Tiers: continuous aggregates where the edition has them (auto), or rollup tables.
+# Resolved alert episodes (and their notices) older than this are deleted by the retention task.
+MONITORING_ALERT_HISTORY_DAYS = env_int("MONITORING_ALERT_HISTORY_DAYS", 90, minimum=1)
 MONITORING_TIER_BACKEND = env_choice("MONITORING_TIER_BACKEND", "auto", ("auto", "continuous", "rollup"))
 # How far back late samples (a spool replayed after an outage) are still rolled up.
 MONITORING_TIER_LATE_DAYS = env_int("MONITORING_TIER_LATE_DAYS", 2, minimum=1)
