@@ -54,6 +54,14 @@ def test_it_seeds_every_label_and_leaves_the_tiers_up_to_date():
     assert "8 bottleneck labels" in out.getvalue()
 
 
+@pytest.mark.parametrize("hour", range(0, 24, 5))
+@pytest.mark.parametrize("day", range(7))
+def test_four_hours_of_history_have_every_label_whatever_the_start(day, hour):
+    start = datetime(2026, 11, 2, tzinfo=UTC) + timedelta(days=day, hours=hour, minutes=17)  # a Monday on
+    rows = Generator(1, 1, 1, 10.0, seed=day + hour).rows(start, start + timedelta(hours=4))
+    assert {row.phase.label for row in rows} == set(LABELS)
+
+
 def test_it_refuses_to_seed_over_existing_samples():
     call_command("seed_history", "demo-02", "--days", "0.1", "--no-progress", stdout=StringIO())
     with pytest.raises(CommandError, match="already has samples"):

@@ -149,8 +149,14 @@ class Row:
 
 
 def schedule(start: datetime, end: datetime, rng: random.Random) -> Iterator[tuple[datetime, datetime, str]]:
-    """(from, to, phase name) covering [start, end) without gaps."""
-    t = start
+    """(from, to, phase name) covering [start, end) without gaps. It opens with a run that goes
+    through every phase and a rest, so that a history of a few hours has every label, whatever
+    the time of day it starts at."""
+    first = _run(start, rng, every_phase=True)
+    rest = first[-1][1]
+    first.append((rest, rest + timedelta(minutes=rng.uniform(20, 60)), "idle"))
+    yield from first
+    t = first[-1][1]
     while t < end:
         working = t.weekday() < 5 and 8 <= t.hour < 20
         if rng.random() < (0.8 if working else 0.25):
@@ -163,18 +169,29 @@ def schedule(start: datetime, end: datetime, rng: random.Random) -> Iterator[tup
             t += idle
 
 
-def _run(t: datetime, rng: random.Random) -> list[tuple[datetime, datetime, str]]:
-    """One training run: loading, training with checkpoints and evaluations, perhaps a held GPU."""
+def _run(t: datetime, rng: random.Random, every_phase: bool = False) -> list[tuple[datetime, datetime, str]]:
+    """One training run: loading, training with checkpoints and evaluations, perhaps a held GPU;
+    every_phase: a short one (under two and a half hours) that goes through every phase once."""
     pieces = [("loading", rng.uniform(3, 10))]
-    for _ in range(rng.randint(2, 10)):
-        pieces.append(("throttled" if rng.random() < 0.2 else "training", rng.uniform(20, 40)))
-        pieces.append(("checkpoint", rng.uniform(1, 3)))
-        if rng.random() < 0.4:
-            pieces.append(("evaluation", rng.uniform(3, 8)))
-        if rng.random() < 0.05:
-            pieces.append(("swapping", rng.uniform(2, 6)))
-    if rng.random() < 0.35:
-        pieces.append(("held", rng.uniform(10, 45)))
+    if every_phase:
+        pieces += [
+            ("training", rng.uniform(20, 40)),
+            ("checkpoint", rng.uniform(1, 3)),
+            ("throttled", rng.uniform(10, 20)),
+            ("evaluation", rng.uniform(3, 8)),
+            ("swapping", rng.uniform(2, 6)),
+            ("held", rng.uniform(10, 45)),
+        ]
+    else:
+        for _ in range(rng.randint(2, 10)):
+            pieces.append(("throttled" if rng.random() < 0.2 else "training", rng.uniform(20, 40)))
+            pieces.append(("checkpoint", rng.uniform(1, 3)))
+            if rng.random() < 0.4:
+                pieces.append(("evaluation", rng.uniform(3, 8)))
+            if rng.random() < 0.05:
+                pieces.append(("swapping", rng.uniform(2, 6)))
+        if rng.random() < 0.35:
+            pieces.append(("held", rng.uniform(10, 45)))
     run = []
     for name, minutes in pieces:
         run.append((t, t + timedelta(minutes=minutes), name))
