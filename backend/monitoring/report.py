@@ -165,7 +165,7 @@ def pieces(window: Window) -> list[tuple[str, datetime, datetime]]:
 # --- the report ------------------------------------------------------------------------------
 
 
-def _block(snapshots: float, gpu_samples: float, sums: list[float | None]) -> dict:
+def _block(sums: list[float | None]) -> dict:
     """GPU-hours, utilization, energy and GPU-hours per label from one row's sums."""
     gpu_seconds, util, *labels, joules = (value or 0.0 for value in sums)
     by_label = dict(zip(LABELS, labels))
@@ -173,8 +173,6 @@ def _block(snapshots: float, gpu_samples: float, sums: list[float | None]) -> di
     # splits its GPU samples in proportion, rounded).
     by_label[UNCLASSIFIED] = max(0.0, gpu_seconds - sum(labels))
     return {
-        "gpu_samples": gpu_samples or 0.0,
-        "snapshots": snapshots or 0.0,
         "gpu_hours": round(gpu_seconds / 3600, 3),
         "utilization_percent": round(util / gpu_seconds, 2) if gpu_seconds else None,
         "energy_kwh": round(joules / 3.6e6, 3),
@@ -192,10 +190,10 @@ def fleet_report(window: Window) -> dict:
         cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(report_sql(found), params)
         rows = cursor.fetchall()
-    fleet, listed, days = None, [], []
+    # The empty grouping set gives the fleet's row even when there is nothing else.
+    fleet, listed, days = {}, [], []
     for server_id, slug, name, day, snapshots, gpu_samples, *sums in rows:
-        block = _block(snapshots, gpu_samples, sums)
-        samples, count = block.pop("gpu_samples"), block.pop("snapshots")
+        block = _block(sums)
         if server_id is not None:
             lost = sum(v for label, v in block["by_bottleneck"].items() if label not in USEFUL)
             worst = max(REPORT_LABELS, key=lambda label: block["by_bottleneck"][label])
@@ -204,7 +202,7 @@ def fleet_report(window: Window) -> dict:
                     "slug": slug,
                     "name": name,
                     # GPUs per sample, on average over the window.
-                    "gpu_count": round(samples / count, 2) if count else 0,
+                    "gpu_count": round(gpu_samples / snapshots, 2) if snapshots else 0,
                     **block,
                     "lost_gpu_hours": round(lost, 3),
                     "top_bottleneck": worst if block["by_bottleneck"][worst] > 0 else None,
@@ -221,7 +219,7 @@ def fleet_report(window: Window) -> dict:
         "from": window.start.isoformat(),
         "to": window.end.isoformat(),
         "source": window.source,
-        "fleet": {"servers": len(listed), **(fleet or _block(0, 0, [0.0] * (len(_COLUMNS) - 1)))},
+        "fleet": {"servers": len(listed), **fleet},
         "servers": listed,
         "days": days,
     }
