@@ -125,11 +125,19 @@ def test_a_database_restart_costs_no_request(processes):
     assert Snapshot.objects.filter(server=node.server).count() == 40
 
 
+# Where a tier's rows are: the table itself (rollup), or a continuous aggregate's materialization.
+STORED_IN = """
+SELECT coalesce((SELECT format('%%I.%%I', materialization_hypertable_schema, materialization_hypertable_name)
+                 FROM timescaledb_information.continuous_aggregates WHERE view_name = %s), %s)
+"""
+
+
 @pytest.fixture
 def hung_tier():
     """Every query that reads the 1-hour tier waits on a lock held until the test ends."""
     with psycopg.connect(database_url_for_tests()) as locker:
-        locker.execute("LOCK TABLE monitoring_snapshot_1h IN ACCESS EXCLUSIVE MODE")
+        table = locker.execute(STORED_IN, ["monitoring_snapshot_1h"] * 2).fetchone()[0]
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         yield
         locker.rollback()
 

@@ -94,13 +94,12 @@ def refresh_tiers() -> dict:
     """Bring the tiers up to date, whichever backend made them (see tiers.py)."""
     with maintenance.recorded(maintenance.REFRESH) as run:
         backend = tiers.installed_backend()
-        if backend == "rollup":
-            done = tier_refresh.refresh_rollups()
-            run.skipped = done is None
-            return done or {}
-        if backend == "continuous":
-            run.skipped = not tier_refresh.refresh_continuous()
-        return {}
+        refresher = {"rollup": tier_refresh.refresh_rollups, "continuous": tier_refresh.refresh_continuous}
+        if backend not in refresher:
+            return {}
+        done = refresher[backend]()
+        run.skipped = done is None
+        return done or {}
 
 
 @shared_task

@@ -1,11 +1,18 @@
 """Refreshing the tiers, whichever backend the migration made them (see tiers.py).
 
-- Rollup tables (Apache edition): the classifier marks the 1-minute bucket of every snapshot it
-  labels as dirty; beat's `refresh_tiers` rolls up dirty buckets that have settled, 1m from raw
-  rows, then 1h from 1m, then 1d from 1h (each marks the coarser bucket dirty in turn).
-  `rollup_range` rolls up a bulk load at once.
-- Continuous aggregates (full edition): beat calls refresh_continuous_aggregate over the window
-  late samples can reach, back to where each aggregate's data ends.
+One notion of what changed for both: the classifier marks the 1-minute bucket of every snapshot
+it labels as dirty (`monitoring_tierdirty`), whatever the sample's age. Beat's `refresh_tiers`
+takes the dirty buckets that have settled, tier by tier, 1m, then 1h, then 1d; a coarser bucket
+waits until none of its finer ones does, and each tier marks the coarser bucket dirty in turn.
+Until its mark is taken, a dirty bucket is read from finer data (tiers.horizons), so a late
+sample shows at once in every view, on both backends.
+
+- Rollup tables (Apache edition): the buckets are recomputed from raw rows (1m) or the finer
+  tier, in one transaction with taking their marks. `rollup_range` rolls up a bulk load at once.
+- Continuous aggregates (full edition): refresh_continuous_aggregate over each run of dirty
+  buckets, whole buckets, whatever their age; a mark is cleared afterwards, unless it was marked
+  again meanwhile. An aggregate never materialized (new, or made again by a migration) is
+  filled from every raw row first.
 
 One refresher at a time, whichever backend: they hold REFRESH_LOCK.
 """
@@ -25,7 +32,6 @@ from .tiers import (
     families,
     floor,
     installed_backend,
-    relations,
     select_from_raw,
     select_from_tier,
     tier_columns,
@@ -38,18 +44,42 @@ REFRESH_LOCK = 7302
 
 # --- rollup refresh (Apache edition) ----------------------------------------------------------
 
-MARK_DIRTY_SQL = """
+# A bucket marked again gets a new marked_at: the continuous refresher then keeps its mark.
+MARK_AGAIN = "ON CONFLICT (tier, server_id, bucket) DO UPDATE SET marked_at = clock_timestamp()"
+MARK_DIRTY_SQL = f"""
 INSERT INTO monitoring_tierdirty (tier, server_id, bucket)
 SELECT DISTINCT '1m', s, time_bucket(INTERVAL '1 minute', t) FROM unnest(%s::bigint[], %s::timestamptz[]) AS d (s, t)
-ON CONFLICT DO NOTHING
+{MARK_AGAIN}
 """
 
 
 def mark_dirty_many(cursor, labelled: list[tuple[int, datetime]]) -> None:
     """Called by the classifier, in its transaction, for every (server, snapshot time) it labels."""
-    if installed_backend() == "rollup" and labelled:
+    if labelled and installed_backend() is not None:
         servers, times = zip(*labelled)
         cursor.execute(MARK_DIRTY_SQL, [list(servers), list(times)])
+
+
+def _mark_coarser(cursor, tier: str, table: str) -> None:
+    """Mark dirty the buckets of `tier` that hold the (server_id, bucket) rows of `table`."""
+    cursor.execute(
+        "INSERT INTO monitoring_tierdirty (tier, server_id, bucket) "
+        f"SELECT DISTINCT '{tier}', server_id, time_bucket(INTERVAL '{INTERVAL[tier]}', bucket) FROM {table} "
+        + MARK_AGAIN
+    )
+
+
+def _settled(tier: str) -> str:
+    """The condition on a mark `d` of this tier to be taken: its bucket ended before %(settled)s and
+    (a coarser tier) none of its finer buckets (an hour's minutes, a day's hours) is waiting."""
+    condition = f"d.tier = '{tier}' AND d.bucket + INTERVAL '{INTERVAL[tier]}' <= %(settled)s"
+    if tier in SOURCE:
+        condition += (
+            f" AND NOT EXISTS (SELECT FROM monitoring_tierdirty m WHERE m.tier = '{SOURCE[tier]}' "
+            "AND m.server_id = d.server_id AND m.bucket >= d.bucket "
+            f"AND m.bucket < d.bucket + INTERVAL '{INTERVAL[tier]}')"
+        )
+    return condition
 
 
 def _upsert_buckets(cursor, tier: str, source: str | None) -> None:
@@ -86,20 +116,11 @@ def _take_touched(cursor, tier: str, settled_before: datetime) -> int:
     """Move this tier's settled dirty buckets into the temp table tw_touched."""
     cursor.execute("CREATE TEMP TABLE IF NOT EXISTS tw_touched (server_id bigint, bucket timestamptz) ON COMMIT DROP")
     cursor.execute("TRUNCATE tw_touched")
-    blocked = ""
-    if tier in SOURCE:
-        # A bucket waits until none of its finer buckets (an hour's minutes, a day's hours) is waiting.
-        blocked = (
-            f"AND NOT EXISTS (SELECT FROM monitoring_tierdirty m WHERE m.tier = '{SOURCE[tier]}' "
-            f"AND m.server_id = d.server_id AND m.bucket >= d.bucket AND m.bucket < d.bucket + INTERVAL '{INTERVAL[tier]}')"
-        )
     cursor.execute(
         f"""WITH taken AS (
-            DELETE FROM monitoring_tierdirty d
-            WHERE d.tier = %s AND d.bucket + %s <= %s {blocked}
-            RETURNING d.server_id, d.bucket
+            DELETE FROM monitoring_tierdirty d WHERE {_settled(tier)} RETURNING d.server_id, d.bucket
         ) INSERT INTO tw_touched SELECT server_id, bucket FROM taken""",
-        [tier, WIDTH[tier], settled_before],
+        {"settled": settled_before},
     )
     taken = cursor.rowcount
     # A temp table has no statistics until analyzed; without them the planner guesses badly.
@@ -129,11 +150,7 @@ def refresh_rollups(now: datetime | None = None, settle: timedelta | None = None
                 continue
             _upsert_buckets(cursor, tier, SOURCE.get(tier))
             if coarser:
-                cursor.execute(
-                    "INSERT INTO monitoring_tierdirty (tier, server_id, bucket) "
-                    f"SELECT DISTINCT '{coarser}', server_id, time_bucket(INTERVAL '{INTERVAL[coarser]}', bucket) "
-                    "FROM tw_touched ON CONFLICT DO NOTHING"
-                )
+                _mark_coarser(cursor, coarser, "tw_touched")
     return done
 
 
@@ -161,73 +178,116 @@ def rollup_range(server_id: int, start: datetime, end: datetime) -> None:
 
 # --- continuous aggregates (full edition) -----------------------------------------------------
 
+# Runs of dirty buckets closer than this are refreshed as one window: refreshing the buckets
+# between them, which nothing invalidated, costs TimescaleDB a look at its log.
+MERGE_GAP = timedelta(hours=1)
 
-def _refresh_aggregates(windows: dict[str, tuple], wait: bool) -> bool:
-    """Refresh every continuous aggregate over its (start, end) window (by relation), 1m, then 1h
-    (built on 1m), then 1d (on 1h), holding the refresh lock; False if not waiting and the lock is taken.
+
+def windows(buckets: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """[start, end) windows of whole buckets that cover these bucket starts, fewest first."""
+    merged: list[list[datetime]] = []
+    for bucket in sorted(set(buckets)):
+        if merged and bucket - merged[-1][1] <= MERGE_GAP:
+            merged[-1][1] = max(merged[-1][1], bucket + width)
+        else:
+            merged.append([bucket, bucket + width])
+    return [(lo, hi) for lo, hi in merged]
+
+
+def _lock(cursor, wait: bool) -> bool:
+    if wait:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [REFRESH_LOCK])
+        return True
+    cursor.execute("SELECT pg_try_advisory_lock(%s)", [REFRESH_LOCK])
+    return cursor.fetchone()[0]
+
+
+def _refresh_windows(cursor, tier: str, spans: list[tuple[datetime | None, datetime | None]]) -> None:
+    for family in families(tier):
+        for lo, hi in spans:
+            cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [family.relation(tier), lo, hi])
+
+
+def _refresh_marked(cursor, tier: str, settled_before: datetime, coarser: str | None) -> int:
+    """Refresh this tier's settled dirty buckets, then clear their marks (those not marked again
+    meanwhile) and mark the coarser buckets that hold them."""
+    cursor.execute(
+        f"SELECT d.server_id, d.bucket, d.marked_at FROM monitoring_tierdirty d WHERE {_settled(tier)}",
+        {"settled": settled_before},
+    )
+    marks = cursor.fetchall()
+    if not marks:
+        return 0
+    _refresh_windows(cursor, tier, windows([bucket for _, bucket, _ in marks], WIDTH[tier]))
+    servers, buckets, marked = (list(column) for column in zip(*marks))
+    with transaction.atomic():
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS tw_refreshed (server_id bigint, bucket timestamptz) ON COMMIT DROP"
+        )
+        cursor.execute(
+            "WITH done AS (DELETE FROM monitoring_tierdirty d USING unnest(%s::bigint[], %s::timestamptz[], "
+            "%s::timestamptz[]) AS m (server_id, bucket, marked_at) WHERE d.tier = %s AND d.server_id = m.server_id "
+            "AND d.bucket = m.bucket AND d.marked_at = m.marked_at RETURNING d.server_id, d.bucket) "
+            "INSERT INTO tw_refreshed SELECT * FROM done",
+            [servers, buckets, marked, tier],
+        )
+        if coarser:
+            _mark_coarser(cursor, coarser, "tw_refreshed")
+    return len(marks)
+
+
+def refresh_continuous(
+    now: datetime | None = None, settle: timedelta | None = None, wait: bool = False
+) -> dict[str, int] | None:
+    """Refresh every continuous aggregate over its settled dirty buckets, 1m, then 1h (built on
+    1m), then 1d (on 1h): whole buckets, whatever their age. With nothing late, that is the last
+    minute or two. Safe to run twice; None when another refresher is at it (and not `wait`).
 
     Not inside a transaction block: refresh_continuous_aggregate refuses to run in one.
-    """
-    with connection.cursor() as cursor:
-        if wait:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [REFRESH_LOCK])
-        else:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [REFRESH_LOCK])
-            if not cursor.fetchone()[0]:
-                return False
-        try:
-            for rel in relations():
-                cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [rel, *windows[rel]])
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [REFRESH_LOCK])
-    return True
-
-
-def refresh_continuous(now: datetime | None = None) -> bool:
-    """Beat's refresh: the window late samples can reach, up to buckets that ended
-    MONITORING_TIER_SETTLE_SECONDS ago. TimescaleDB materializes only what its invalidation
-    log says changed in the window (and buckets never materialized), so a run with nothing new
-    costs a few catalog reads. Safe to run twice; False when another refresher is at it.
-
-    The window also reaches back to where an aggregate's materialized buckets end: after beat
-    was stopped for longer than the window, or on a database whose refresh policies failed,
-    the run catches up instead of leaving a hole.
     """
     from django.utils import timezone
 
     now = now or timezone.now()
-    end = now - timedelta(seconds=settings.MONITORING_TIER_SETTLE_SECONDS)
-    late = timedelta(days=settings.MONITORING_TIER_LATE_DAYS)
-    # A coarser bucket is refreshed from finer ones, so its window starts earlier (with a margin).
-    back = {tier: late + (2 * WIDTH[tier] if tier in SOURCE else timedelta(0)) for tier in ALL_TIERS}
-    windows = {}
+    settled_before = now - (
+        settle if settle is not None else timedelta(seconds=settings.MONITORING_TIER_SETTLE_SECONDS)
+    )
+    done = {}
     with connection.cursor() as cursor:
-        for tier in ALL_TIERS:
-            for family in families(tier):
-                rel = family.relation(tier)
-                mark = watermark(cursor, rel)
-                windows[rel] = (min(now - back[tier], mark - WIDTH[tier]) if mark else None, end)
-    return _refresh_aggregates(windows, wait=False)
+        if not _lock(cursor, wait):
+            return None
+        try:
+            for tier, coarser in zip(ALL_TIERS, (*ALL_TIERS[1:], None)):
+                # Never materialized (new, or made again by a migration): from every raw row first.
+                empty = [f for f in families(tier) if watermark(cursor, f.relation(tier)) is None]
+                for family in empty:
+                    cursor.execute("CALL refresh_continuous_aggregate(%s, NULL, %s)", [family.relation(tier), now])
+                done[tier] = _refresh_marked(cursor, tier, settled_before, coarser)
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [REFRESH_LOCK])
+    return done
 
 
 # --- refreshing whatever the backend is --------------------------------------------------------
 
 
 def refresh(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Bring the tiers up to date now (tests, seeding, `manage.py tiers refresh`)."""
+    """Bring the tiers up to date now (tests, seeding, `manage.py tiers refresh`): every dirty
+    bucket up to `end` (now by default) whatever its age, with no settling time; on continuous
+    aggregates also the whole buckets of [start, end], marked or not (a bulk load marks none)."""
+    from django.utils import timezone
+
     backend = installed_backend()
+    end = end or timezone.now()
     if backend == "rollup":
-        refresh_rollups(now=end + WIDTH["1h"] if end else None, settle=timedelta(0))
+        refresh_rollups(now=end + WIDTH["1h"], settle=timedelta(0))
     elif backend == "continuous":
-        # Whole buckets, reaching one bucket past `end` so that the newest, still filling, bucket
-        # is included (a window shorter than one bucket is refused). A beat refresh under way is
-        # waited for.
-        windows = {
-            f.relation(tier): (
-                floor(start, WIDTH[tier]) if start else None,
-                end + WIDTH[tier] if end else None,
-            )
-            for tier in ALL_TIERS
-            for f in families(tier)
-        }
-        _refresh_aggregates(windows, wait=True)
+        if start is not None:
+            with connection.cursor() as cursor:
+                _lock(cursor, wait=True)
+                try:
+                    for tier in ALL_TIERS:
+                        # Reaching one bucket past `end`: the newest, still filling, bucket is included.
+                        _refresh_windows(cursor, tier, [(floor(start, WIDTH[tier]), end + WIDTH[tier])])
+                finally:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [REFRESH_LOCK])
+        refresh_continuous(now=end + WIDTH["1h"], settle=timedelta(0), wait=True)

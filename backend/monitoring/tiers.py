@@ -229,7 +229,8 @@ def watermark(cursor, relation: str) -> datetime | None:
 
 def horizons(server_id: int | None, family: Family | None = None) -> dict[str, datetime | None]:
     """Per tier of the family (the snapshots' by default), the time before which its buckets for
-    this server (None: for every server) are final.
+    this server (None: for every server) are final: where the tier's buckets end (the newest
+    rollup bucket, or a continuous aggregate's watermark), or the oldest bucket marked dirty.
 
     None means the tier holds nothing usable (read everything from finer data).
     """
@@ -242,16 +243,18 @@ def horizons(server_id: int | None, family: Family | None = None) -> dict[str, d
     with connection.cursor() as cursor:
         for tier in family.tiers:
             relation = family.relation(tier)
-            if backend == "continuous":
-                result[tier] = watermark(cursor, relation)
-                continue
             cursor.execute(
-                f"SELECT (SELECT max(bucket) FROM {relation} WHERE true{one}), "
-                f"(SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one})",
+                f"SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one}",
                 {"tier": tier, "server": server_id},
             )
-            newest, oldest_dirty = cursor.fetchone()
-            done = newest + WIDTH[tier] if newest is not None else None
+            oldest_dirty = cursor.fetchone()[0]
+            if backend == "continuous":
+                done = watermark(cursor, relation)
+            else:
+                cursor.execute(f"SELECT max(bucket) FROM {relation} WHERE true{one}", {"server": server_id})
+                newest = cursor.fetchone()[0]
+                done = newest + WIDTH[tier] if newest is not None else None
+            # A dirty bucket (a late sample, a late label) is read from finer data until refreshed.
             if done is not None and oldest_dirty is not None:
                 done = min(done, oldest_dirty)
             result[tier] = done

@@ -3,8 +3,9 @@
 manage.py tiers status     backend, edition, how far each tier has rolled up, when beat
                            last refreshed, compressed and applied retention, and the
                            database's own jobs that fail
-manage.py tiers refresh    roll up everything pending now (rollup tables) or
-                           refresh the continuous aggregates over --days
+manage.py tiers refresh    bring every tier fully up to date now: every bucket marked dirty,
+                           whatever its age (late samples, late labels), and on continuous
+                           aggregates also the whole buckets of the last --days
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="backend, edition, each tier's newest bucket, beat's runs, failing jobs")
         refresh = sub.add_parser("refresh", help="bring the tiers up to date now")
-        refresh.add_argument("--days", type=float, default=3.0, help="how far back (continuous aggregates)")
+        refresh.add_argument(
+            "--days",
+            type=float,
+            default=3.0,
+            help="continuous aggregates: also refresh this many days back, marked or not (e.g. after a bulk load)",
+        )
 
     def handle(self, *args, **options):
         if options["action"] == "refresh":
@@ -43,8 +49,7 @@ class Command(BaseCommand):
                 cursor.execute("SELECT count(*), min(bucket) FROM monitoring_tierdirty WHERE tier = %s", [tier])
                 pending, oldest = cursor.fetchone()
                 line = f"{tier}: newest bucket {newest or '-'}, {servers} server(s)"
-                if tiers.installed_backend() == "rollup":
-                    line += f", {pending} bucket(s) waiting" + (f" (oldest {oldest})" if oldest else "")
+                line += f", {pending} bucket(s) waiting" + (f" (oldest {oldest})" if oldest else "")
                 self.stdout.write(line)
         self._beat()
         self._database_jobs(edition)
