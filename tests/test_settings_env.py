@@ -48,7 +48,7 @@ def test_it_reads_a_database_url(monkeypatch):
     assert db["NAME"] == "tw" and db["USER"] == "u" and db["PASSWORD"] == "p@ss"
     assert db["HOST"] == "db.internal" and db["PORT"] == "6543"
     assert db["OPTIONS"] == {"sslmode": "require"}
-    assert db["ENGINE"] == "timescale.db.backends.postgresql"
+    assert db["ENGINE"] == "trainwatch.database"
 
 
 @pytest.mark.parametrize(

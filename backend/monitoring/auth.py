@@ -101,7 +101,7 @@ def within_dashboard_limits(view, request: HttpRequest, *args, **kwargs):
                 503, f"the query took longer than the dashboard's limit of {limit} s; ask for a shorter window"
             )
         log.warning("dashboard: database unavailable: %s", exc)
-        return unavailable("the database is unavailable; retry later")
+        return unavailable()
     finally:
         slots.release()
 

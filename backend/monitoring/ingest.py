@@ -137,7 +137,7 @@ def ingest_metrics(request: HttpRequest, server_slug: str) -> HttpResponse:
         # Unreachable, or refusing for reasons of its own (e.g. a schema behind the code):
         # not the sample's fault, so the agent keeps it and retries.
         log.warning("ingest: database unavailable: %s", exc)
-        return unavailable("the database is unavailable; retry later")
+        return unavailable()
 
 
 def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:

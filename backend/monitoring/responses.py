@@ -34,13 +34,18 @@ def one_line(message: str) -> str:
     return valid_unicode(message).translate(_ESCAPES)
 
 
-def error(status: int, message: str) -> HttpResponse:
-    return json_response({"ok": False, "error": one_line(message)}, status=status)
+def error(status: int, message: str, **extra) -> HttpResponse:
+    """The one error shape; `extra` adds fields where an answer says more (/healthz: which part is down)."""
+    return json_response({"ok": False, "error": one_line(message), **extra}, status=status)
 
 
-def unavailable(message: str) -> HttpResponse:
+# What every path answers while the database cannot be reached.
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+
+
+def unavailable(message: str = DATABASE_UNAVAILABLE, **extra) -> HttpResponse:
     """503 with Retry-After: a state that passes (the database down, every slot busy)."""
-    response = error(503, message)
+    response = error(503, message, **extra)
     response["Retry-After"] = str(settings.MONITORING_RETRY_AFTER_SECONDS)
     return response
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
+import redis
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views import defaults
 
 from . import catalogue, dbjobs, maintenance, report
 from .auth import refuse_page, user_is_allowed
 from .bottleneck import LABELS, title_for
-from .responses import error, json_response
+from .middleware import API_PREFIX
+from .responses import json_response, one_line, unavailable
+
+log = logging.getLogger(__name__)
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -35,24 +44,55 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """For load balancers and container health checks: 200 when the database answers.
+    """For load balancers and container health checks: 200 when the database answers, else 503;
+    either way it says which part is down (`database`, `broker`: "up" or "down").
 
     It also reports what needs a person but not another web node, still with 200: the
     database's own jobs that fail, and beat's tier refresh falling behind.
     """
+    parts = {"broker": _broker_state()}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except DatabaseError:
-        return error(503, "the database is unavailable")
-    body = {"ok": True}
+    except DatabaseError as exc:
+        return unavailable(f"the database is unavailable: {_first_line(exc)}", database="down", **parts)
+    body = {"ok": True, "database": "up", **parts}
     try:
         body["database_jobs"] = {"failing": [job.to_dict() for job in dbjobs.failing()]}
         body["tier_refresh"] = maintenance.refresh_state().to_dict()
     except DatabaseError as exc:
         # E.g. before the migrations ran: the database answers, which is what is asked.
-        body["report_error"] = (str(exc).strip().splitlines() or [repr(exc)])[0]
+        body["report_error"] = _first_line(exc)
     return json_response(body)
+
+
+def _broker_state() -> str:
+    """Whether Redis answers (classification and alerts wait while it does not; ingest goes on)."""
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+        with client:
+            client.ping()
+    except redis.RedisError:
+        return "down"
+    return "up"
+
+
+def _first_line(exc: Exception) -> str:
+    return one_line((str(exc).strip().splitlines() or [repr(exc)])[0])
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's answer to an exception no view caught (handler500): 503 while the database cannot be
+    reached, wherever it was needed (the session, the user, a view), else the usual 500."""
+    exc = sys.exception()
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return defaults.server_error(request)
+    log.warning("%s %s: database unavailable: %s", request.method, request.path, _first_line(exc))
+    response = unavailable()
+    if not request.path_info.startswith(API_PREFIX):
+        response.content = render_to_string("monitoring/unavailable.html")
+        response["Content-Type"] = "text/html; charset=utf-8"
+    return response
 
 
 def mail_off(request: HttpRequest) -> HttpResponse:

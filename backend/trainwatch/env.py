@@ -98,7 +98,7 @@ def database_from_url(name: str, default: str) -> dict:
     except ValueError:
         raise ImproperlyConfigured(f"{name} has an invalid port") from None
     return {
-        "ENGINE": "timescale.db.backends.postgresql",
+        "ENGINE": "trainwatch.database",
         "NAME": dbname,
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),

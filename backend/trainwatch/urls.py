@@ -11,6 +11,9 @@ from monitoring.views import mail_off
 # rate-limited password form where that is on), then checks is_staff.
 admin.site.login = secure_admin_login(admin.site.login)
 
+# An exception nobody caught: 503 while the database is out of reach, else Django's 500.
+handler500 = "monitoring.views.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
 ]
