@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from monitoring import alert_delivery, alerting
+from monitoring import alert_delivery, alert_rules, alerting
 from monitoring.alert_models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
 from monitoring.alert_rules import RulesError, export_text, import_text
 from monitoring.tasks import classify_server, deliver_due_alerts
@@ -134,6 +134,30 @@ def test_import_updates_by_name_and_prune_removes_the_rest():
         ("channels: [{name: a, kind: pager, url: 'http://x'}]", "channels[0].kind: must be one of"),
         ("rules: [{name: x, when: {xid: [a]}}]", "rules[0].when.xid: must be true or a list"),
         ("{", "not valid YAML"),
+        ("[rules]", "file: must be a mapping with channels and rules"),
+        ("rule: []", "file: unknown key 'rule'"),
+        ("rules: {name: x}", "rules: must be a list of rules"),
+        ("rules: [x]", "rules[0]: must be a mapping"),
+        ("rules: [{name: x, when: {offline: true}, every: 5m}]", "rules[0]: unknown key 'every'"),
+        ("rules: [{when: {offline: true}}]", "rules[0].name: must be a name of 1 to 200 characters"),
+        ("rules: [{name: ' ', when: {offline: true}}]", "rules[0].name: must be a name of 1 to 200 characters"),
+        ("rules: [{name: x, when: {offline: true}, notify: [1]}]", "rules[0].notify: must be a list of channel names"),
+        ("rules: [{name: x, when: {offline: true}, enabled: 'no'}]", "rules[0].enabled: must be true or false"),
+        ("rules: [{name: x, when: {offline: true}, servers: [a]}]", "rules[0].servers: must be a mapping with slugs"),
+        ("rules: [{name: x, when: {offline: true}, servers: {slug: a}}]", "rules[0].servers: unknown key 'slug'"),
+        (
+            "rules: [{name: x, when: {offline: true}, servers: {labels: {rack: 12}}}]",
+            "rules[0].servers.labels: must map label names to strings",
+        ),
+        ("channels: [{name: 'a b', kind: email, to: [a@example.com]}]", "channels[0].name: must be 1 to 64 letters"),
+        ("channels: [{name: a, kind: slack}]", "channels[0].url: a slack channel needs an http(s) URL"),
+        (
+            "channels: [{name: a, kind: webhook, url: 'ftp://example.com/x'}]",
+            "channels[0].url: 'ftp://example.com/x' is",
+        ),
+        ("channels: [{name: a, kind: email, to: [nobody]}]", "channels[0].to: 'nobody' is not a valid email address"),
+        ("channels: [{name: a, kind: email, to: a@example.com}]", "channels[0].to: must be a list of email addresses"),
+        ("channels: [{name: a, kind: email, to: [a@example.com], cc: []}]", "channels[0]: unknown key 'cc'"),
     ],
 )
 def test_a_bad_rules_file_names_the_problem_and_changes_nothing(text, message):
@@ -141,6 +165,30 @@ def test_a_bad_rules_file_names_the_problem_and_changes_nothing(text, message):
         import_text(text)
     assert str(caught.value).startswith(message)
     assert not AlertRule.objects.exists() and not AlertChannel.objects.exists()
+
+
+def test_a_webhook_may_name_a_service_without_a_dot():
+    # Alertmanager or a relay beside TrainWatch, reached by its compose or Kubernetes service name.
+    import_text("channels: [{name: am, kind: webhook, url: 'http://alertmanager:9093/api/hook'}]")
+    assert AlertChannel.objects.get(name="am").url == "http://alertmanager:9093/api/hook"
+
+
+def test_a_servers_selection_is_cleaned_or_refused_as_in_the_file():
+    # The admin's form checks a rule's `servers` with the same function.
+    assert alert_rules.selector(None, "servers") == {} and alert_rules.selector({}, "servers") == {}
+    clean = alert_rules.selector({"labels": {"b": "1", "a": "2"}, "slugs": ["y", "x", "y"]}, "servers")
+    assert clean == {"slugs": ["x", "y"], "labels": {"a": "2", "b": "1"}} and list(clean["labels"]) == ["a", "b"]
+    assert alert_rules.selector({"slugs": []}, "servers") == {"slugs": []}  # selects no server
+    for value, message in (
+        ("a100-01", "servers: must be a mapping with slugs and/or labels"),
+        ({"slugs": "a100-01"}, "servers.slugs: must be a list of server slugs"),
+        ({"slugs": [""]}, "servers.slugs: must be a list of server slugs"),
+        ({"labels": {"team": None}}, "servers.labels: must map label names to strings"),
+        ({"slugs": [], "team": "llm"}, "servers: unknown key 'team'"),
+    ):
+        with pytest.raises(RulesError) as caught:
+            alert_rules.selector(value, "servers")
+        assert str(caught.value) == message
 
 
 def test_the_command_imports_exports_and_refuses_a_bad_file(tmp_path):

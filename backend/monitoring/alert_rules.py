@@ -29,11 +29,17 @@ stored in the same format, so that it imports back unchanged.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+import msgspec
+import msgspec.inspect as mi
 import yaml
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
+from msgspec import UNSET, Meta, UnsetType
 
 from . import catalogue
 from .alert_models import AlertChannel, AlertRule
@@ -136,23 +142,7 @@ def _only(mapping: dict, allowed: set[str], where: str) -> None:
 
 def selector(value: Any, where: str) -> dict:
     """`servers`: {slugs: [...]} and/or {labels: {key: value}}; empty means every server."""
-    if value in (None, {}):
-        return {}
-    if not isinstance(value, dict):
-        raise RulesError(f"{where}: must be a mapping with slugs and/or labels")
-    _only(value, {"slugs", "labels"}, where)
-    clean: dict[str, Any] = {}
-    if "slugs" in value:
-        slugs = value["slugs"]
-        if not isinstance(slugs, list) or not all(isinstance(s, str) and s for s in slugs):
-            raise RulesError(f"{where}.slugs: must be a list of server slugs")
-        clean["slugs"] = sorted(set(slugs))
-    if "labels" in value:
-        labels = value["labels"]
-        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            raise RulesError(f"{where}.labels: must map label names to strings")
-        clean["labels"] = {str(k): v for k, v in sorted(labels.items())}
-    return clean
+    return {} if value is None else _convert(value, Servers, where).clean()
 
 
 def selects(selection: dict, slug: str, labels: dict | None) -> bool:
@@ -164,56 +154,199 @@ def selects(selection: dict, slug: str, labels: dict | None) -> bool:
     return all(labels.get(key) == value for key, value in wanted.items())
 
 
+# --- the file's shape -------------------------------------------------------------------
+# msgspec checks the structure (known keys, types, kinds, names) in one pass; what one field
+# cannot say (a condition, a duration, a channel's kind-specific settings, the cross-checks) is
+# checked by hand afterwards. Each struct words its own problems, so that a refusal reads as one
+# line naming the place, e.g. `rules[0].notify: must be a list of channel names`.
+
+KINDS = tuple(dict(AlertChannel.KINDS))
+_EMAIL = EmailValidator()
+# Django's URL check, but a host may also be one label: a service name such as
+# http://alertmanager:9093/hook, as in docker-compose or Kubernetes.
+_HOST = URLValidator.hostname_re + URLValidator.domain_re + f"(?:{URLValidator.tld_re})?"
+_URL = URLValidator(
+    schemes=["http", "https"],
+    regex=re.compile(
+        r"^https?://(?:[^\s:@/]+(?::[^\s:@/]*)?@)?"
+        rf"(?:{URLValidator.ipv4_re}|{URLValidator.ipv6_re}|{_HOST})(?::[0-9]{{1,5}})?(?:[/?#][^\s]*)?\Z",
+        re.IGNORECASE,
+    ),
+)
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True):
+    # What a value that is not this struct's mapping gets told, and what each field's does.
+    shape: ClassVar[str] = "must be a mapping"
+    reasons: ClassVar[dict[str, str]] = {}
+
+
+class Servers(_Strict):
+    shape = "must be a mapping with slugs and/or labels"
+    reasons = {"slugs": "must be a list of server slugs", "labels": "must map label names to strings"}
+
+    # Left out and empty differ: `slugs: []` selects no server.
+    slugs: list[Annotated[str, Meta(min_length=1)]] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+
+    def clean(self) -> dict:
+        clean: dict[str, Any] = {}
+        if self.slugs is not UNSET:
+            clean["slugs"] = sorted(set(self.slugs))
+        if self.labels is not UNSET:
+            clean["labels"] = dict(sorted(self.labels.items()))
+        return clean
+
+
+class ChannelEntry(_Strict):
+    reasons = {
+        "name": "must be 1 to 64 letters, digits, - or _",
+        "kind": f"must be one of {', '.join(KINDS)}",
+        "url": "must be an http(s) URL of at most 500 characters",
+        "secret": "must be a string of at most 200 characters",
+        "to": "must be a list of email addresses",
+    }
+
+    # \Z, not $: msgspec searches the pattern, and $ also matches before a final newline.
+    name: Annotated[str, Meta(pattern=r"\A[-a-zA-Z0-9_]{1,64}\Z")]
+    kind: Literal[KINDS]
+    # The columns' lengths: longer would fail only when stored.
+    url: Annotated[str, Meta(max_length=500)] = ""
+    secret: Annotated[str, Meta(max_length=200)] = ""
+    to: list[str] = []
+
+
+class RuleEntry(_Strict):
+    reasons = {
+        "name": "must be a name of 1 to 200 characters",
+        "notify": "must be a list of channel names",
+        "enabled": "must be true or false",
+    }
+
+    name: Annotated[str, Meta(max_length=200, pattern=r"\S")]
+    # condition() and duration() check these and word their problems.
+    when: Any = None
+    for_: Any = msgspec.field(name="for", default=UNSET)  # left out: the condition's default
+    repeat: Any = None
+    servers: Servers | None = None
+    notify: list[str] = []
+    enabled: bool = True
+
+
+class RulesFile(_Strict):
+    shape = "must be a mapping with channels and rules"
+    reasons = {"channels": "must be a list of channels", "rules": "must be a list of rules"}
+
+    channels: list[ChannelEntry] | None = None
+    rules: list[RuleEntry] | None = None
+
+
+# --- msgspec's refusals, in the file's words ----------------------------------------------
+
+T = TypeVar("T")
+_ERROR = re.compile(r"(?P<reason>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?", re.S)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")  # a dict's key, `[...]`, is no step: the dict's field words it
+_UNKNOWN = re.compile(r"Object contains unknown field `(.*)`", re.S)
+_MISSING = re.compile(r"Object missing required field `(.*)`", re.S)
+
+
+def _convert(value: Any, kind: type[T], where: str) -> T:
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise RulesError(_message(str(exc), kind, where)) from None
+
+
+def _message(error: str, root: type[_Strict], where: str) -> str:
+    """msgspec's error as one line: its path cut after the deepest struct field (a bad item of
+    `notify` is notify's problem) and that field's words."""
+    match = _ERROR.fullmatch(error)
+    steps: list[str | int] = [name or int(index) for name, index in _STEP.findall(match["path"] or "")]
+    if missing := _MISSING.fullmatch(match["reason"]):
+        steps.append(missing[1])
+    node: mi.Type = mi.type_info(root)
+    owner, place = root, []
+    for step in steps:
+        following = _step(node, step)
+        if following is None:
+            break
+        owner = _struct(node).cls if isinstance(step, str) else owner
+        node = following
+        place.append(step)
+    where = _place(where, place)
+    struct = _struct(node)
+    if struct is None:
+        return f"{where}: {owner.reasons.get(place[-1], match['reason'])}"
+    if unknown := _UNKNOWN.fullmatch(match["reason"]):
+        return f"{where}: unknown key {unknown[1]!r}"
+    return f"{where}: {'has a key that is not a string' if match['key'] else struct.cls.shape}"
+
+
+def _place(where: str, steps: list[str | int]) -> str:
+    text = where + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
+    # The file's own places start at a field (`rules[0]`); only the file itself is called `file`.
+    return text.removeprefix(".") or "file"
+
+
+def _options(node: mi.Type) -> tuple[mi.Type, ...]:
+    return node.types if isinstance(node, mi.UnionType) else (node,)
+
+
+def _struct(node: mi.Type) -> mi.StructType | None:
+    return next((option for option in _options(node) if isinstance(option, mi.StructType)), None)
+
+
+def _step(node: mi.Type, step: str | int) -> mi.Type | None:
+    """Where a step of msgspec's path leads: a struct's field, or an item of a list of structs."""
+    for option in _options(node):
+        if isinstance(option, mi.StructType) and isinstance(step, str):
+            return next((f.type for f in option.fields if f.encode_name == step), None)
+        if isinstance(option, mi.ListType) and isinstance(step, int) and _struct(option.item_type):
+            return option.item_type
+    return None
+
+
 # --- the file ---------------------------------------------------------------------------
 
 
-def _channel(item: Any, where: str) -> dict:
-    if not isinstance(item, dict):
-        raise RulesError(f"{where}: must be a mapping")
-    _only(item, {"name", "kind", "url", "secret", "to"}, where)
-    name = item.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", name):
-        raise RulesError(f"{where}.name: must be 1 to 64 letters, digits, - or _")
-    kind = item.get("kind")
-    if kind not in dict(AlertChannel.KINDS):
-        raise RulesError(f"{where}.kind: must be one of {', '.join(dict(AlertChannel.KINDS))}")
-    url, secret, to = item.get("url", ""), item.get("secret", ""), item.get("to", [])
-    if kind in ("webhook", "slack"):
-        if not isinstance(url, str) or not re.match(r"^https?://", url):
-            raise RulesError(f"{where}.url: a {kind} channel needs an http(s) URL")
-    elif not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
-        raise RulesError(f"{where}.to: an email channel needs a list of addresses")
-    if not isinstance(secret, str):
-        raise RulesError(f"{where}.secret: must be a string")
-    return {"name": name, "kind": kind, "url": url or "", "secret": secret or "", "to": list(to or [])}
+def _channel(item: ChannelEntry, where: str) -> dict:
+    if item.kind == "email":
+        _addresses(item.to, f"{where}.to")
+    elif not item.url:
+        raise RulesError(f"{where}.url: a {item.kind} channel needs an http(s) URL")
+    else:
+        _check(_URL, item.url, f"{where}.url: {item.url!r} is not a valid http(s) URL")
+    return {"name": item.name, "kind": item.kind, "url": item.url, "secret": item.secret, "to": list(item.to)}
 
 
-def _rule(item: Any, where: str, channels: set[str]) -> dict:
-    if not isinstance(item, dict):
-        raise RulesError(f"{where}: must be a mapping")
-    _only(item, {"name", "when", "for", "servers", "notify", "repeat", "enabled"}, where)
-    name = item.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise RulesError(f"{where}.name: must be a name of 1 to 200 characters")
-    cond = condition(item.get("when"), f"{where}.when")
-    default_for = XID_DEFAULT_WINDOW if cond.kind == "xid" else 0
-    notify = item.get("notify", [])
-    if not isinstance(notify, list) or not all(isinstance(n, str) for n in notify):
-        raise RulesError(f"{where}.notify: must be a list of channel names")
-    for channel in notify:
+def _addresses(addresses: list[str], where: str) -> None:
+    if not addresses:
+        raise RulesError(f"{where}: an email channel needs a list of addresses")
+    for address in addresses:
+        _check(_EMAIL, address, f"{where}: {address!r} is not a valid email address")
+
+
+def _check(validator: Callable[[str], None], value: str, message: str) -> None:
+    try:
+        validator(value)
+    except ValidationError:
+        raise RulesError(message) from None
+
+
+def _rule(item: RuleEntry, where: str, channels: set[str]) -> dict:
+    cond = condition(item.when, f"{where}.when")
+    for channel in item.notify:
         if channel not in channels:
             raise RulesError(f"{where}.notify: no channel named {channel!r}")
-    enabled = item.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise RulesError(f"{where}.enabled: must be true or false")
+    for_ = (XID_DEFAULT_WINDOW if cond.kind == "xid" else 0) if item.for_ is UNSET else item.for_
     return {
-        "name": name.strip(),
-        "when": item["when"],
-        "for_seconds": duration(item.get("for", default_for), f"{where}.for"),
-        "repeat_seconds": duration(item["repeat"], f"{where}.repeat") if item.get("repeat") is not None else None,
-        "servers": selector(item.get("servers"), f"{where}.servers"),
-        "notify": sorted(set(notify)),
-        "enabled": enabled,
+        "name": item.name.strip(),
+        "when": item.when,
+        "for_seconds": duration(for_, f"{where}.for"),
+        "repeat_seconds": None if item.repeat is None else duration(item.repeat, f"{where}.repeat"),
+        "servers": {} if item.servers is None else item.servers.clean(),
+        "notify": sorted(set(item.notify)),
+        "enabled": item.enabled,
     }
 
 
@@ -223,16 +356,11 @@ def parse(text: str) -> tuple[list[dict], list[dict]]:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise RulesError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(document, dict):
-        raise RulesError("the file must be a mapping with channels and rules")
-    _only(document, {"channels", "rules"}, "file")
-    raw_channels, raw_rules = document.get("channels") or [], document.get("rules") or []
-    if not isinstance(raw_channels, list) or not isinstance(raw_rules, list):
-        raise RulesError("channels and rules must be lists")
+    file = _convert(document, RulesFile, "")
     stored = set(AlertChannel.objects.values_list("name", flat=True))
-    channels = [_channel(item, f"channels[{i}]") for i, item in enumerate(raw_channels)]
+    channels = [_channel(item, f"channels[{i}]") for i, item in enumerate(file.channels or [])]
     known = stored | {c["name"] for c in channels}
-    rules = [_rule(item, f"rules[{i}]", known) for i, item in enumerate(raw_rules)]
+    rules = [_rule(item, f"rules[{i}]", known) for i, item in enumerate(file.rules or [])]
     for kind, items in (("channel", channels), ("rule", rules)):
         names = [item["name"] for item in items]
         duplicate = next((n for n in names if names.count(n) > 1), None)
