@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -71,7 +70,7 @@ def time_history(base: str, cookies: dict, slug: str, minutes: int, source: str,
         session.get(url, params=params, timeout=600).raise_for_status()
         times.append((time.perf_counter() - began) * 1000)
     return {
-        "median": statistics.median(times),
+        "p50": percentile(times, 50),
         "p95": percentile(times, 95),
         "points": body["point_count"],
         "source": body["source"],
@@ -164,11 +163,11 @@ def main() -> None:
                         label,
                         f"{tiered['source']} @ {tiered['resolution']:g} s",
                         tiered["points"],
-                        f"{tiered['median']:.1f}",
+                        f"{tiered['p50']:.1f}",
                         f"{tiered['p95']:.1f}",
-                        f"{raw['median']:.1f}",
+                        f"{raw['p50']:.1f}",
                         f"{raw['p95']:.1f}",
-                        f"{raw['median'] / tiered['median']:.0f}x",
+                        f"{raw['p50'] / tiered['p50']:.0f}x",
                         f"{tiered['bytes'] / 1024:.0f}",
                     ]
                 )

@@ -27,6 +27,7 @@ from bench.common import (  # noqa: E402
     cpu_used_between,
     machine,
     machine_cpu_seconds,
+    percentile,
     setup_environment,
     table,
 )
@@ -93,11 +94,18 @@ function request()
   return wrk.format("POST", "/api/ingest/servers/" .. s[1] .. "/metrics/",
     {["Content-Type"] = "application/json", ["X-Monitoring-Token"] = s[2]}, body)
 end
+"""
 
+# wrk's own percentiles follow another rule than common.percentile: print every latency it recorded
+# (in µs, each distinct value with its count) and compute them here.
+WRK_DONE = r"""
 function done(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d %.1f %.1f %.1f\n", summary.requests, summary.duration,
+  io.write(string.format("RESULT %d %d %d %d %.1f\n", summary.requests, summary.duration,
     summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency.max))
+  for i = 1, #latency do
+    io.write(string.format("LATENCY %d %d\n", latency(i)))
+  end
 end
 """
 
@@ -135,62 +143,40 @@ def run_wrk(base_url: str, servers, seconds: int, connections: int, threads: int
         .replace("{STEP}", str(STEP_SECONDS))
         .replace("{TEMPLATE}", body_template())
     )
+    args = ["-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s"]
+    return wrk(args + [base_url, "--", str(threads)], lua)
+
+
+def wrk(args: list[str], lua: str) -> dict:
+    """Runs wrk with a script that ends in WRK_DONE: requests, errors and latency (every request's)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(lua)
-    result = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            script.name,
-            base_url,
-            "--",
-            str(threads),
-        ],
-        capture_output=True,
-        text=True,
-    )
+        script.write(lua + WRK_DONE)
+    result = subprocess.run(["wrk", "-s", script.name, *args], capture_output=True, text=True)
     Path(script.name).unlink()
-    line = next((row for row in result.stdout.splitlines() if row.startswith("RESULT")), None)
+    rows = [row.split() for row in result.stdout.splitlines()]
+    line = next((row[1:] for row in rows if row[:1] == ["RESULT"]), None)
     if result.returncode != 0 or line is None:
         raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-    requests_, duration_us, status_errors, socket_errors, p50, p99, worst = line.split()[1:]
+    latencies = []  # ms
+    for row in rows:
+        if row[:1] == ["LATENCY"]:
+            latencies += [int(row[1]) / 1000] * int(row[2])
+    requests_, duration_us, status_errors, socket_errors, worst = line
     return {
         "requests": int(requests_),
         "seconds": int(duration_us) / 1e6,
         "non_200": int(status_errors),
         "socket_errors": int(socket_errors),
-        "p50_ms": float(p50) / 1000,
-        "p99_ms": float(p99) / 1000,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
         "max_ms": float(worst) / 1000,
     }
 
 
 def healthz_floor(base_url: str, seconds: int, connections: int, threads: int) -> dict:
     """The Django floor: /healthz (one SELECT 1) on the same gunicorn, requests/s and latency."""
-    result = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", f"{base_url}/healthz"],
-        capture_output=True,
-        text=True,
-    )
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if result.returncode != 0 or rate is None:
-        raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-
-    def percentile(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", result.stdout, re.M)
-        if match is None:
-            return float("nan")
-        return float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match[2]]
-
-    return {"rate": float(rate[1]), "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+    run = wrk(["-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", f"{base_url}/healthz"], "")
+    return {"rate": run["requests"] / run["seconds"], "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"]}
 
 
 def classification_lag(timeout: float = 120.0) -> dict:
@@ -336,13 +322,12 @@ def post_batches(base_url: str, servers, batch_size: int, total: int, clients: i
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     seconds = time.perf_counter() - began
-    latencies.sort()
     return {
         "samples": per_client * clients,
         "seconds": seconds,
-        "p50_ms": latencies[len(latencies) // 2],
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        "max_ms": latencies[-1],
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies),
         "errors": failures[0],
     }
 
