@@ -91,7 +91,8 @@ def test_only_the_proxy_is_published():
 def test_healthz_answers_when_the_database_does():
     response = Client().get("/healthz")
     assert response.status_code == 200 and response.json()["ok"] is True
-    assert set(response.json()) == {"ok", "database_jobs", "tier_refresh"}
+    assert set(response.json()) == {"ok", "database", "broker", "database_jobs", "tier_refresh"}
+    assert response.json()["database"] == "up" and response.json()["broker"] == "up"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -229,8 +229,8 @@ def watermark(cursor, relation: str) -> datetime | None:
 
 def horizons(server_id: int | None, family: Family | None = None) -> dict[str, datetime | None]:
     """Per tier of the family (the snapshots' by default), the time before which its buckets for
-    this server (None: for every server) are final: where the tier's buckets end (the newest
-    rollup bucket, or a continuous aggregate's watermark), or the oldest bucket marked dirty.
+    this server (None: for every server) are final: the end of its newest bucket (no later than
+    a continuous aggregate's watermark), or the oldest bucket marked dirty, whichever is earlier.
 
     None means the tier holds nothing usable (read everything from finer data).
     """
@@ -248,12 +248,13 @@ def horizons(server_id: int | None, family: Family | None = None) -> dict[str, d
                 {"tier": tier, "server": server_id},
             )
             oldest_dirty = cursor.fetchone()[0]
-            if backend == "continuous":
-                done = watermark(cursor, relation)
-            else:
-                cursor.execute(f"SELECT max(bucket) FROM {relation} WHERE true{one}", {"server": server_id})
-                newest = cursor.fetchone()[0]
-                done = newest + WIDTH[tier] if newest is not None else None
+            # The server's newest bucket: what came after it (not labelled yet) is read from raw rows.
+            cursor.execute(f"SELECT max(bucket) FROM {relation} WHERE true{one}", {"server": server_id})
+            newest = cursor.fetchone()[0]
+            done = newest + WIDTH[tier] if newest is not None else None
+            if backend == "continuous" and done is not None:
+                mark = watermark(cursor, relation)
+                done = min(done, mark) if mark is not None else None
             # A dirty bucket (a late sample, a late label) is read from finer data until refreshed.
             if done is not None and oldest_dirty is not None:
                 done = min(done, oldest_dirty)
