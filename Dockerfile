@@ -1,12 +1,12 @@
 # TrainWatch web app and Celery workers: one image, three commands (see docker-compose.yml).
 
-# Front-end libraries come from npm, as in development (package.json + lockfile).
-FROM node:20-bookworm-slim AS frontend
+# Front-end libraries come from npm, as in development (package.json + lockfile), on Node 24 LTS.
+FROM node:24.20.0-bookworm-slim AS frontend
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 
-FROM python:3.11-slim-bookworm
+FROM python:3.11.13-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -15,8 +15,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends postgresql-clie
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /app trainwatch
 WORKDIR /app
+# The web app's whole tree as locked, every file's hash checked (requirements.txt: `make lock`).
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+RUN pip install --require-hashes --no-deps -r requirements.txt
 COPY backend/ backend/
 COPY --from=frontend /build/node_modules/uplot/dist node_modules/uplot/dist
 # Hashed, compressed static files for whitenoise; the key only satisfies settings at build time.

@@ -18,17 +18,31 @@ CELERY := cd backend && ../$(VENV)/bin/celery -A trainwatch
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The whole tree from the lock, hashes checked, into a venv made anew whenever the lock changes (so
+# that it holds exactly what the lock lists); then the agent, editable, without its dependencies
+# (they are in the lock) and built without a download.
+$(VENV)/.installed: requirements.txt requirements-dev.txt agent/pyproject.toml
 	@command -v $(PYTHON_BIN) >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q python3 python3-venv; }
 	@command -v $(PYTHON_BIN) >/dev/null && py=$(PYTHON_BIN) || py=python3; \
-		[ -x $(PY) ] || $$py -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+		rm -rf $(VENV) && $$py -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./agent
+	$(PY) -m pip check -q
 	@touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Python packages into .venv (pinned)
+venv: $(VENV)/.installed ## Python packages into .venv, exactly as locked (requirements-dev.txt, with hashes)
+
+# uv resolves; what it writes is read by plain pip. The existing lock's versions are kept unless
+# UPGRADE names packages (UPGRADE="django celery") or is "all".
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command "make lock" $(if $(filter all,$(UPGRADE)),--upgrade,$(UPGRADE:%=--upgrade-package %))
+
+.PHONY: lock
+lock: venv ## Re-lock the whole tree from requirements*.in (UPGRADE=pkg or UPGRADE=all to move versions)
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-dev.in -c requirements.txt --no-emit-package trainwatch-agent -o requirements-dev.txt
 
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
