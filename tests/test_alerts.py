@@ -12,9 +12,19 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from monitoring import alert_delivery, alert_rules, alerting
-from monitoring.alert_models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
-from monitoring.alert_rules import RulesError, export_text, import_text
+from monitoring.alerts import (
+    AlertChannel,
+    AlertDelivery,
+    AlertEpisode,
+    AlertRule,
+    AlertSilence,
+    RulesError,
+    export_text,
+    import_text,
+)
+from monitoring.alerts import delivery as alert_delivery
+from monitoring.alerts import evaluation as alerting
+from monitoring.alerts import rules as alert_rules
 from monitoring.tasks import classify_server, deliver_due_alerts
 from tests import samples
 from tests.conftest import ROOT, client_for

@@ -10,8 +10,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from monitoring.alert_delivery import sign
-from monitoring.alert_rules import import_text
+from monitoring.alerts import import_text, sign
 from tests import samples
 from tests.conftest import eventually, process_env, register
 from tests.receiver import Receiver

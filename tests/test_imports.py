@@ -91,6 +91,30 @@ def test_the_monitoring_app_has_no_import_cycle():
     assert not found, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in found)
 
 
+# The app's domain packages: the rest of the app imports each through its public module (the
+# package itself), never its inner modules; Django finds a package's models through monitoring.models.
+PACKAGES = sorted(
+    p.name for p in APP.iterdir() if (p / "__init__.py").exists() and p.name not in ("migrations", "management")
+)
+
+
+def test_packages_are_reached_through_their_public_module():
+    graph = import_graph(APP, "monitoring")
+    private = {}
+    for name, targets in graph.items():
+        for package in (f"monitoring.{p}" for p in PACKAGES):
+            if name == package or name.startswith(package + "."):
+                continue
+            inner = [
+                t
+                for t in targets
+                if t.startswith(package + ".") and (name, t) != ("monitoring.models", f"{package}.models")
+            ]
+            if inner:
+                private[name] = inner
+    assert PACKAGES and not private, private
+
+
 def test_migrations_import_no_live_code_of_the_app():
     # A migration builds the schema as it was when written: what it needs is frozen beside it.
     graph = import_graph(APP, "monitoring")

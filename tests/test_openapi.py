@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import get_resolver
 from jsonschema import Draft202012Validator
 
-from monitoring.alert_models import AlertEpisode, AlertRule
+from monitoring.alerts import AlertEpisode, AlertRule
 from monitoring.tasks import classify_server
 from tests import samples
 from tests.conftest import client_for

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from . import alert_rules, retention
-from .alert_models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
+from . import alerts, retention
+from .alerts import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
 from .models import MonitoredServer, RetentionPolicy
 
 
@@ -78,15 +78,15 @@ class AlertRuleForm(forms.ModelForm):
 
     def clean_when(self):
         try:
-            alert_rules.condition(self.cleaned_data["when"])
-        except alert_rules.RulesError as exc:
+            alerts.condition(self.cleaned_data["when"])
+        except alerts.RulesError as exc:
             raise forms.ValidationError(str(exc)) from None
         return self.cleaned_data["when"]
 
     def clean_servers(self):
         try:
-            return alert_rules.selector(self.cleaned_data["servers"], "servers")
-        except alert_rules.RulesError as exc:
+            return alerts.selector(self.cleaned_data["servers"], "servers")
+        except alerts.RulesError as exc:
             raise forms.ValidationError(str(exc)) from None
 
 

@@ -275,5 +275,5 @@ def delete_samples_of_server(sender, instance: MonitoredServer, **kwargs) -> Non
             cursor.execute(f"DELETE FROM {table} WHERE server_id = %s", [instance.id])
 
 
-# Alerting's rows live in a module of their own; imported here so that Django finds them.
-from .alert_models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence  # noqa: E402, F401
+# Alerting's rows live in its package; imported here so that Django finds them.
+from .alerts.models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence  # noqa: E402, F401

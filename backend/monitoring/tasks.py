@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import alert_delivery, alerting, compression, maintenance, queue, retention, tier_refresh, tiers
+from . import alerts, compression, maintenance, queue, retention, tier_refresh, tiers
 from .classification import classify_servers, servers_with_stale_pending
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _classify(servers: list[int]) -> int:
         # A server with more than one pass of backlog goes round again.
         servers = [server_id for server_id, (_, more) in done.items() if more]
     try:
-        alerting.evaluate_labelled(labelled)
+        alerts.evaluate_labelled(labelled)
     except Exception:
         # The labels are stored; a rule that cannot be evaluated must not undo them.
         log.exception("alert rules could not be evaluated for servers %s", sorted(labelled))
@@ -61,20 +61,20 @@ def _classify(servers: list[int]) -> int:
 def evaluate_offline_alerts() -> int:
     """Offline rules: servers without a sample for a rule's `for` fire, those back resolve; and
     episodes of rules or servers since disabled (or no longer selected) resolve."""
-    return alerting.evaluate_offline()
+    return alerts.evaluate_offline()
 
 
 @shared_task
 def deliver_alert(delivery_id: int) -> str:
-    return alert_delivery.deliver(delivery_id)
+    return alerts.deliver(delivery_id)
 
 
 @shared_task
 def deliver_due_alerts() -> int:
     """Notices whose try is due: failed before, or never handed to the worker."""
-    ids = alert_delivery.due()
+    ids = alerts.due()
     for delivery_id in ids:
-        alert_delivery.deliver(delivery_id)
+        alerts.deliver(delivery_id)
     return len(ids)
 
 
@@ -118,7 +118,7 @@ def apply_retention() -> int:
     """Drop the chunks past each tier's retention policy, and resolved alert episodes past
     MONITORING_ALERT_HISTORY_DAYS."""
     with maintenance.recorded(maintenance.RETENTION):
-        episodes = alerting.prune()
+        episodes = alerts.prune()
         dropped = retention.apply()
     if dropped:
         log.info("retention: dropped %d chunk(s), %d bytes", len(dropped), sum(c.bytes for c in dropped))

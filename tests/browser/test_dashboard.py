@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from monitoring.alert_models import AlertEpisode, AlertRule
+from monitoring.alerts import AlertEpisode, AlertRule
 from monitoring.bottleneck import title_for
 from monitoring.catalogue import XID_MEANINGS
 from monitoring.models import MonitoredServer

@@ -17,9 +17,17 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from monitoring.alert_delivery import send
-from monitoring.alert_models import AlertChannel, AlertEpisode, AlertRule, AlertSilence
-from monitoring.alert_rules import RulesError, duration, export_text, import_text
+from monitoring.alerts import (
+    AlertChannel,
+    AlertEpisode,
+    AlertRule,
+    AlertSilence,
+    RulesError,
+    duration,
+    export_text,
+    import_text,
+    send,
+)
 from monitoring.models import MonitoredServer
 
 

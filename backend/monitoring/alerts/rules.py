@@ -41,9 +41,9 @@ from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
 from msgspec import UNSET, Meta, UnsetType
 
-from . import catalogue
-from .alert_models import AlertChannel, AlertRule
-from .bottleneck import LABELS
+from .. import catalogue
+from ..bottleneck import LABELS
+from .models import AlertChannel, AlertRule
 
 OPS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__, "==": float.__eq__}
 # Metrics a threshold can watch: numbers, per host or per GPU (any GPU of the sample).

@@ -1,6 +1,6 @@
 """Sending alert notices: webhook, Slack and email, retried with backoff, each on its own.
 
-A notice is a delivery row (alerting.py writes it with the change of state that owes it). The
+A notice is a delivery row (evaluation.py writes it with the change of state that owes it). The
 worker sends it once: the row is locked while it is sent and marked sent after, so that two
 workers, or a worker restarted mid-way, never send it twice; a failure is recorded with its
 error and tried again later (beat's `deliver_due_alerts`), up to MAX_ATTEMPTS. One channel
@@ -26,7 +26,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from .alert_models import AlertChannel, AlertDelivery, AlertEpisode
+from .models import AlertChannel, AlertDelivery, AlertEpisode
 
 log = logging.getLogger(__name__)
 

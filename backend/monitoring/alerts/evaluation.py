@@ -4,7 +4,7 @@ The worker evaluates label, metric and XID rules over the samples it has just cl
 time order, so that `for` counts sample time as Prometheus counts evaluation time: a condition
 that stops holding before `for` has passed (flapping) sends nothing. Beat evaluates `offline`
 against each server's newest sample. Every change of state and the notices it owes (delivery
-rows, see alert_delivery.py) are written in one transaction; nothing here runs on ingest.
+rows, see delivery.py) are written in one transaction; nothing here runs on ingest.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .alert_delivery import dispatch, payload
-from .alert_models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
-from .alert_rules import Condition, condition, selects
-from .models import MonitoredServer
+from ..models import MonitoredServer
+from .delivery import dispatch, payload
+from .models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
+from .rules import Condition, condition, selects
 
 log = logging.getLogger(__name__)
 

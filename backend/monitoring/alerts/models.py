@@ -1,6 +1,6 @@
 """Alerting's rows: channels, rules, silences, episodes and deliveries (models.py imports them).
 
-A rule's condition and a channel's settings are checked by alert_rules.py (the YAML format and
+A rule's condition and a channel's settings are checked by rules.py (the YAML format and
 the admin's forms both go through it). An episode is one stretch of a rule's condition holding
 for one server: pending until it has held for the rule's `for`, then firing, then resolved. Each
 notice an episode sends is a delivery row, written in the same transaction as the change of state
