@@ -37,6 +37,14 @@ def _redis() -> redis.Redis:
     return _client
 
 
+def broker_answers() -> bool:
+    """Whether Redis answers now (for /healthz), on the client the queue already holds."""
+    try:
+        return bool(_redis().ping())
+    except redis.RedisError:
+        return False
+
+
 def waiting_key() -> str:
     """The Redis set of servers with samples to classify."""
     return f"{settings.MONITORING_REDIS_PREFIX}:classify-waiting"

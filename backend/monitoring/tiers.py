@@ -243,14 +243,14 @@ def horizons(server_id: int | None, family: Family | None = None) -> dict[str, d
     with connection.cursor() as cursor:
         for tier in family.tiers:
             relation = family.relation(tier)
+            # The server's newest bucket (what came after it, not labelled yet, is read from raw
+            # rows) and its oldest dirty one, in one round trip.
             cursor.execute(
-                f"SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one}",
+                f"SELECT (SELECT max(bucket) FROM {relation} WHERE true{one}), "
+                f"(SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one})",
                 {"tier": tier, "server": server_id},
             )
-            oldest_dirty = cursor.fetchone()[0]
-            # The server's newest bucket: what came after it (not labelled yet) is read from raw rows.
-            cursor.execute(f"SELECT max(bucket) FROM {relation} WHERE true{one}", {"server": server_id})
-            newest = cursor.fetchone()[0]
+            newest, oldest_dirty = cursor.fetchone()
             done = newest + WIDTH[tier] if newest is not None else None
             if backend == "continuous" and done is not None:
                 mark = watermark(cursor, relation)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import redis
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -14,7 +13,7 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views import defaults
 
-from . import catalogue, dbjobs, maintenance, report
+from . import catalogue, dbjobs, maintenance, queue, report
 from .auth import refuse_page, user_is_allowed
 from .bottleneck import LABELS, title_for
 from .middleware import API_PREFIX
@@ -50,7 +49,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
     It also reports what needs a person but not another web node, still with 200: the
     database's own jobs that fail, and beat's tier refresh falling behind.
     """
-    parts = {"broker": _broker_state()}
+    parts = {"broker": "up" if queue.broker_answers() else "down"}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -64,17 +63,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
         # E.g. before the migrations ran: the database answers, which is what is asked.
         body["report_error"] = _first_line(exc)
     return json_response(body)
-
-
-def _broker_state() -> str:
-    """Whether Redis answers (classification and alerts wait while it does not; ingest goes on)."""
-    try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-        with client:
-            client.ping()
-    except redis.RedisError:
-        return "down"
-    return "up"
 
 
 def _first_line(exc: Exception) -> str:
