@@ -34,7 +34,7 @@ def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
     from django.db import connection
 
     from monitoring import report, tiers
-    from monitoring.bottleneck import LABELS
+    from monitoring.catalogue import LABELS
     from monitoring.models import MonitoredServer
 
     prefix = "fleet-"

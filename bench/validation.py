@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from pydantic import ConfigDict, Field, ValidationError, create_model  # noqa: E402
 
 from bench.common import machine, table  # noqa: E402
-from monitoring import schema, validation  # noqa: E402
+from monitoring.ingest import schema, validation  # noqa: E402
 from tests import samples  # noqa: E402
 
 # The last commit whose validation.py checked each field by hand.

@@ -185,7 +185,7 @@ def test_a_gap_longer_than_the_rate_limit_gives_no_rate(ingest, box, settings):
 
 def test_one_classification_request_for_a_batch(ingest, box, monkeypatch, django_capture_on_commit_callbacks):
     requested = []
-    monkeypatch.setattr("monitoring.ingest.request_classification", requested.append)
+    monkeypatch.setattr("monitoring.ingest.views.request_classification", requested.append)
     with django_capture_on_commit_callbacks(execute=True):
         post(ingest, box, batch(range(20)))
     assert requested == [box.server.id]
@@ -259,7 +259,7 @@ def test_a_gzip_batch_over_http_on_real_gunicorn(processes):
 
 
 def test_a_rotated_token_or_a_disabled_server_takes_effect_within_the_cache_time(ingest, box, settings):
-    from monitoring import ingest as ingest_module
+    from monitoring.ingest import views as ingest_module
 
     ingest_module._servers.clear()
     settings.MONITORING_INGEST_SERVER_CACHE_SECONDS = 60.0

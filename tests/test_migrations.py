@@ -9,7 +9,7 @@ from django.db import ProgrammingError, connection
 from django.db.migrations.executor import MigrationExecutor
 
 from monitoring import tiers
-from monitoring.bottleneck import LABELS
+from monitoring.catalogue import LABELS
 from monitoring.models import MonitoredServer
 
 BEFORE_DAY_TIER = ("monitoring", "0007_host_gpu_totals")

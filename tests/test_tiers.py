@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from monitoring import tier_refresh, tiers
-from monitoring.bottleneck import LABELS
+from monitoring.catalogue import LABELS
 from monitoring.migrations import _0002_tiers as frozen_tiers
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server

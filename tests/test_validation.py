@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monitoring.validation import SampleError, parse_body
+from monitoring.ingest.validation import SampleError, parse_body
 from tests import samples
 from tests.samples import utc
 

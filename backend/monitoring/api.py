@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from . import catalogue, report
 from .auth import dashboard_api
-from .bottleneck import title_for
+from .catalogue import title_for
 from .history import HistoryRequestError, history_for, xid_event
 from .models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
 from .responses import error, gzipped, json_response

@@ -12,18 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
+from .catalogue import title_for
+
 RULES_VERSION = 1
 
-LABELS = (
-    "gpu-bound",
-    "cpu-bound",
-    "io-bound",
-    "memory-bound",
-    "gpu-throttled",
-    "gpu-idle-held",
-    "idle",
-    "balanced",
-)
 
 # NVML clock-throttle reasons that mean "the GPU is being held below its speed".
 THROTTLING_REASONS = frozenset(
@@ -115,10 +107,6 @@ class Bottleneck:
     @property
     def title(self) -> str:
         return title_for(self.label)
-
-
-def title_for(label: str) -> str:
-    return label.replace("-", " ").title()
 
 
 def _median(values) -> float | None:

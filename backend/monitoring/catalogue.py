@@ -18,6 +18,9 @@ Each metric has
   key of the ingest response's snapshot that shows it;
 - `unit` and `title`: how people read it (the page's charts and tables).
 
+The bottleneck labels, which the classifier gives and the tiers, history, report and alerts
+count, are named here too (`LABELS`).
+
 Pure Python, no Django: the agent's tests and the benchmarks may import it.
 """
 
@@ -354,3 +357,21 @@ def names(metrics) -> tuple[str, ...]:
 
 def metric(block_name: str, name: str) -> Metric:
     return BY_NAME[(block_name, name)]
+
+
+# --- the bottleneck labels ----------------------------------------------------------------
+# What the classifier says holds a server back, in the order the page and the report list them.
+LABELS = (
+    "gpu-bound",
+    "cpu-bound",
+    "io-bound",
+    "memory-bound",
+    "gpu-throttled",
+    "gpu-idle-held",
+    "idle",
+    "balanced",
+)
+
+
+def title_for(label: str) -> str:
+    return label.replace("-", " ").title()

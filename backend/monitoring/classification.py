@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from . import catalogue, server_counters, tier_refresh
+from . import catalogue, ingest, tier_refresh
 from .bottleneck import (
     DEFAULT_THRESHOLDS,
     GPU_READING_METRICS,
@@ -18,7 +18,7 @@ from .bottleneck import (
     Reading,
     classify,
 )
-from .store import prepared_cursor
+from .db import prepared_cursor
 
 BATCH_SIZE = 2000
 # Namespace for pg_advisory_xact_lock(namespace, server_id): one classifier per server at a time.
@@ -116,7 +116,7 @@ def classify_servers(
             columns = [list(column) for column in zip(*rows)]
             cursor.execute(UPDATE_SQL, [RULES_VERSION, *columns, min(starts), max(ends)], prepare=True)
             for server_id, classified in results:
-                server_counters.record_bottleneck(cursor, server_id, classified)
+                ingest.record_bottleneck(cursor, server_id, classified)
                 if labelled is not None:
                     labelled.setdefault(server_id, []).extend(
                         (at, label, reason) for at, label, _, reason in classified

@@ -18,9 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import catalogue, tiers
-from .bottleneck import LABELS
+from .catalogue import LABELS
+from .db import prepared_cursor
 from .models import MonitoredServer
-from .store import prepared_cursor
 
 SOURCES = ("auto", "raw", "1m", "1h")
 # Resolutions a re-bucketed point may have, in seconds.

@@ -18,7 +18,7 @@ from django.utils import timezone
 from timescale.db.models.fields import TimescaleDateTimeField
 
 from . import catalogue
-from .bottleneck import title_for
+from .catalogue import title_for
 
 TOKEN_PREFIX = "tw_"
 

@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import tiers
-from .bottleneck import LABELS
+from .catalogue import LABELS
 from .history import DEFAULT_INTERVAL_SECONDS
 
 UNCLASSIFIED = "unclassified"

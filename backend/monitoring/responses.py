@@ -6,6 +6,7 @@ Errors are {"ok": false, "error": "<one line a person can act on>"}.
 from __future__ import annotations
 
 import gzip
+import re
 from functools import wraps
 
 import orjson
@@ -13,7 +14,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
-from .validation import valid_unicode
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def valid_unicode(value: str) -> str:
+    """Lone surrogates (a name that was not valid UTF-8 on the node, sent as a `\\udcff`
+    escape) and NUL become U+FFFD: PostgreSQL's text and jsonb hold neither."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
 
 # Below this, compressing costs more than the bytes it saves.
 GZIP_MIN_BYTES = 1024

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import server_counters, tiers
+from . import ingest, tiers
 from .models import SAMPLE_TABLES, RetentionPolicy
 
 TIER_ORDER = ("raw", "1m", "1h")
@@ -149,7 +149,7 @@ def apply(now: datetime | None = None, progress=None) -> list[Chunk]:
 def _drop(chunk: Chunk) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         if chunk.relation == "monitoring_snapshot":
-            server_counters.forget_chunk(cursor, chunk.name)
+            ingest.forget_chunk(cursor, chunk.name)
         cursor.execute(
             "SELECT drop_chunks(%s, older_than => %s, newer_than => %s)",
             [chunk.relation, chunk.range_end, chunk.range_start],

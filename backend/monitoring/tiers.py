@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 
 from . import catalogue
-from .bottleneck import LABELS
+from .catalogue import LABELS
 
 # The tiers every family has (the history's), finest first; DAILY families add 1-day buckets.
 TIERS = ("1m", "1h")

@@ -15,7 +15,7 @@ from django.views import defaults
 
 from . import catalogue, dbjobs, maintenance, queue, report
 from .auth import refuse_page, user_is_allowed
-from .bottleneck import LABELS, title_for
+from .catalogue import LABELS, title_for
 from .middleware import API_PREFIX
 from .responses import json_response, one_line, unavailable
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitoring.validation import parse_body
+from monitoring.ingest.validation import parse_body
 from tests.agent.fake_nvml import FakeNVML, a100, consumer_card
 from trainwatch_agent.collectors import Sampler
 from trainwatch_agent.transport import agent_info, encode

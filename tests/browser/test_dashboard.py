@@ -13,8 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from monitoring.alerts import AlertEpisode, AlertRule
-from monitoring.bottleneck import title_for
-from monitoring.catalogue import XID_MEANINGS
+from monitoring.catalogue import XID_MEANINGS, title_for
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server
 from tests import samples

@@ -3,7 +3,7 @@ and each one has its own colour and a line of help on the page."""
 
 from __future__ import annotations
 
-from monitoring.bottleneck import LABELS, title_for
+from monitoring.catalogue import LABELS, title_for
 
 
 def test_the_page_takes_its_labels_from_the_classifier(alice_page):

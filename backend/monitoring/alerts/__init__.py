@@ -10,25 +10,13 @@ module only; its modules are:
 
 from __future__ import annotations
 
-from importlib import import_module
+from ..packages import public
 
-# What the rest of the app uses, by the module that has it. Loaded on first use: Django imports
-# models.py through monitoring.models, and evaluation.py imports monitoring.models in turn.
+# What the rest of the app uses, by the module that has it.
 PUBLIC = {
     "models": ("AlertChannel", "AlertDelivery", "AlertEpisode", "AlertRule", "AlertSilence"),
     "rules": ("RulesError", "condition", "duration", "export_text", "import_text", "selector"),
     "evaluation": ("evaluate_labelled", "evaluate_offline", "prune"),
     "delivery": ("deliver", "due", "send", "sign"),
 }
-_HOME = {name: module for module, names in PUBLIC.items() for name in names}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str):
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_HOME[name]}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = public(__name__, PUBLIC)

@@ -42,7 +42,7 @@ from django.db import transaction
 from msgspec import UNSET, Meta, UnsetType
 
 from .. import catalogue
-from ..bottleneck import LABELS
+from ..catalogue import LABELS
 from .models import AlertChannel, AlertRule
 
 OPS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__, "==": float.__eq__}

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from monitoring import server_counters, tier_refresh, tiers
+from monitoring import ingest, tier_refresh, tiers
 from monitoring.models import MonitoredServer, Snapshot
 from monitoring.synthetic import Generator, columns
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             tier_refresh.refresh(start - timedelta(hours=1), end)
         # Counted once here, off any request path; ingest and the classifier keep them from now on.
         with connection.cursor() as cursor:
-            server_counters.recount(cursor, server.id, opts["interval"])
+            ingest.recount(cursor, server.id, opts["interval"])
         self.stdout.write(
             f"Seeded {total:,} samples for {server.slug} from {start.isoformat()} to {end.isoformat()} "
             f"({len(labels)} bottleneck labels); tiers are up to date."

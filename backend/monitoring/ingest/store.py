@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from psycopg.types.json import Jsonb
 
-from . import catalogue, server_counters
+from .. import catalogue
+from ..db import prepared_cursor
+from . import counters
 from .validation import Sample
 
 # Columns come from the catalogue: what the agent sends, then what ingest derives.
@@ -75,12 +75,12 @@ snap AS (
     INSERT INTO monitoring_snapshot (server_id, received_at, {SNAPSHOT_NAMES})
     SELECT %(server)s, %(now)s, {SNAPSHOT_NAMES} FROM sent
     ON CONFLICT (server_id, collected_at) DO NOTHING
-    RETURNING id, collected_at, {server_counters.LATEST_COLUMNS}
+    RETURNING id, collected_at, {counters.LATEST_COLUMNS}
 ),
 {_rows_insert("gpus", TABLES["gpu"], (*AT, *DEVICE_COLUMNS["gpu"]))},
 {_rows_insert("disks", TABLES["disk"], (*AT, *DEVICE_COLUMNS["disk"]))},
 {_rows_insert("xids", "monitoring_xiderror", (*AT, *XID_COLUMNS))},
-{server_counters.INGEST_CTES}
+{counters.INGEST_CTES}
 SELECT collected_at, id FROM snap
 """
 
@@ -125,19 +125,6 @@ class Previous:
     collected_at: datetime
     host: dict  # the host counters
     devices: dict[str, dict]  # per device block, device key: its counters
-
-
-@contextmanager
-def prepared_cursor() -> Iterator[psycopg.Cursor]:
-    """A cursor on Django's connection that binds parameters server-side, so that the hot
-    path's statements are parsed and planned once per connection (Django's own cursors bind
-    client-side). psycopg's errors come out as Django's, as from Django's cursors."""
-    with connection.wrap_database_errors:
-        # As Django's own cursors do: a connection that broke (a database restart) is replaced.
-        connection.close_if_health_check_failed()
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            yield cursor
 
 
 def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> tuple[dict, bool]:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from . import catalogue
+from .. import catalogue
 
 MAX_GPUS = 64
 MAX_DISKS = 256

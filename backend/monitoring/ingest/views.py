@@ -19,10 +19,11 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from .models import MonitoredServer
-from .queue import request_classification
-from .responses import error, json_response, unavailable
-from .store import prepared_cursor, store_sample, store_samples
+from ..db import prepared_cursor
+from ..models import MonitoredServer
+from ..queue import request_classification
+from ..responses import error, json_response, unavailable
+from .store import store_sample, store_samples
 from .validation import Batch, SampleError, TooLarge, check_not_in_future, parse_any
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from typing import Any
 
 import msgspec
 
-from . import catalogue, schema
+from .. import catalogue
+from . import schema
 
 
 class SampleError(ValueError):
@@ -41,15 +42,6 @@ class Sample:
 
 def _fail(path: str, message: str):
     raise SampleError(f"{path}: {message}")
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def valid_unicode(value: str) -> str:
-    """Lone surrogates (a name that was not valid UTF-8 on the node, sent as a `\\udcff`
-    escape) and NUL become U+FFFD: PostgreSQL's text and jsonb hold neither."""
-    return _UNSTORABLE.sub("\ufffd", value)
 
 
 # The JSON escapes of NUL and of a lone surrogate. A surrogate pair is one character and stays;

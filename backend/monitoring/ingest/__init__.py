@@ -1,0 +1,19 @@
+"""Ingest: what an agent posts becomes rows, once, and the server's counters follow. The rest of
+the app imports this module only; its modules are:
+
+- views.py: the ingest endpoint (token, body limits, gzip, single samples and batches);
+- schema.py: the rules of every field, built from the catalogue, as msgspec structs;
+- validation.py: a body read and checked against them, one line per problem;
+- store.py: rates derived from counters and each sample written in one round trip;
+- counters.py: every statement that writes a server row's counters.
+"""
+
+from __future__ import annotations
+
+from ..packages import public
+
+PUBLIC = {
+    "views": ("ingest_metrics",),
+    "counters": ("forget_chunk", "record_bottleneck", "recount"),
+}
+__all__, __getattr__, __dir__ = public(__name__, PUBLIC)
