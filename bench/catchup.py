@@ -49,7 +49,7 @@ def register(count: int) -> list[tuple[int, str, str]]:
 def reset() -> None:
     from django.db import connection
 
-    from monitoring import tiers
+    from monitoring.tiers import definitions as tiers
 
     relations = tiers.relations()
     with connection.cursor() as cursor:

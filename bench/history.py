@@ -82,7 +82,7 @@ def time_history(base: str, cookies: dict, slug: str, minutes: int, source: str,
 def bytes_per_sample() -> list[list[str]]:
     from django.db import connection
 
-    from monitoring import retention
+    from monitoring.tiers import retention
 
     rows = []
     with connection.cursor() as cursor:
@@ -121,7 +121,7 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection
 
-    from monitoring import tiers
+    from monitoring.tiers import definitions as tiers
 
     for days in args.days:
         seed(env, f"history-{days}d", days)

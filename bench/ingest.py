@@ -124,7 +124,7 @@ def register_servers(count: int) -> list[tuple[str, str]]:
 def reset_database() -> None:
     from django.db import connection
 
-    from monitoring import tiers
+    from monitoring.tiers import definitions as tiers
 
     relations = tiers.relations()
     with connection.cursor() as cursor:

@@ -33,9 +33,10 @@ def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
     1-minute ones for two days with `fine`), then the 1-day buckets from them as beat builds them."""
     from django.db import connection
 
-    from monitoring import report, tiers
+    from monitoring import report
     from monitoring.catalogue import LABELS
     from monitoring.models import MonitoredServer
+    from monitoring.tiers import definitions as tiers
 
     prefix = "fleet-"
     if tiers.installed_backend() != "rollup":
@@ -73,7 +74,7 @@ def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
 def reset() -> None:
     from django.db import connection
 
-    from monitoring import tiers
+    from monitoring.tiers import definitions as tiers
 
     relations = tiers.relations()
     with connection.cursor() as cursor:
@@ -122,7 +123,8 @@ def report_row(run: dict, what: str) -> list[str]:
 
 def in_process(days: float, runs: int, raw_only: bool) -> dict:
     """The report computed in this process; raw_only: as if no tier held anything (raw rows alone)."""
-    from monitoring import report, tiers
+    from monitoring import report
+    from monitoring.tiers import definitions as tiers
 
     window = report.parse_window({"days": str(days)})
     original = report.fleet_horizons

@@ -285,7 +285,7 @@ def eventually(check, timeout: float = 15.0, interval: float = 0.2, message: str
 def _empty_tiers() -> None:
     from django.db import connection
 
-    from monitoring import tiers
+    from monitoring.tiers import definitions as tiers
 
     with connection.cursor() as cursor:
         for relation in tiers.relations():
@@ -306,6 +306,6 @@ def tier_db(transactional_db):
 
 
 def backend_is(name: str):
-    from monitoring import tiers
+    from monitoring.tiers import definitions as tiers
 
     return tiers.installed_backend() == name

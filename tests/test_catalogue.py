@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from monitoring import catalogue, tiers
+from monitoring import catalogue
 from monitoring.models import DiskSample, GpuSample, Snapshot
+from monitoring.tiers import definitions as tiers
 
 MODELS = {"host": Snapshot, "gpu": GpuSample, "disk": DiskSample}
 # Columns of the sample tables that are not metrics: keys, times, the classifier's output.

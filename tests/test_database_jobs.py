@@ -14,9 +14,12 @@ from django.db import DatabaseError, connection
 from django.test import Client
 from django.utils import timezone
 
-from monitoring import compression, dbjobs, maintenance, tier_refresh, tiers
+from monitoring import maintenance
 from monitoring.models import MaintenanceRun, MonitoredServer
 from monitoring.tasks import classify_server, compress_chunks, refresh_tiers
+from monitoring.tiers import compression, dbjobs
+from monitoring.tiers import definitions as tiers
+from monitoring.tiers import refresher as tier_refresh
 from tests import samples
 from tests.conftest import IngestClient, client_for, eventually, make_user, process_env, register
 

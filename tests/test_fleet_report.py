@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from monitoring import report, tiers
+from monitoring import report
 from monitoring.models import MonitoredServer
 from monitoring.report import REPORT_LABELS, USEFUL
 from monitoring.tasks import classify_server
+from monitoring.tiers import definitions as tiers
 from tests import samples
 from tests.conftest import client_for, make_user, register
 

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from monitoring import tier_refresh, tiers
 from monitoring.tasks import classify_server, refresh_tiers
+from monitoring.tiers import definitions as tiers
+from monitoring.tiers import refresher as tier_refresh
 from tests import samples
 from tests.conftest import client_for, make_user, register
 

@@ -8,9 +8,9 @@ import pytest
 from django.db import ProgrammingError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from monitoring import tiers
 from monitoring.catalogue import LABELS
 from monitoring.models import MonitoredServer
+from monitoring.tiers import definitions as tiers
 
 BEFORE_DAY_TIER = ("monitoring", "0007_host_gpu_totals")
 

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import retention
 from monitoring.models import MonitoredServer, RetentionPolicy
 from monitoring.tasks import apply_retention
+from monitoring.tiers import retention
 
 pytestmark = pytest.mark.usefixtures("tier_db")
 

@@ -11,11 +11,12 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import tier_refresh, tiers
 from monitoring.catalogue import LABELS
 from monitoring.migrations import _0002_tiers as frozen_tiers
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server
+from monitoring.tiers import definitions as tiers
+from monitoring.tiers import refresher as tier_refresh
 from tests import samples
 from tests.conftest import register
 

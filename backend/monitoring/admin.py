@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from . import alerts, retention
+from . import alerts, tiers
 from .alerts import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
 from .models import MonitoredServer, RetentionPolicy
 
@@ -48,8 +48,8 @@ class RetentionPolicyForm(forms.ModelForm):
         tier, days = cleaned.get("tier", self.instance.tier), cleaned.get("days")
         if days is not None:
             try:
-                retention.check_policy(tier, days)
-            except retention.RetentionError as exc:
+                tiers.check_retention_policy(tier, days)
+            except tiers.RetentionError as exc:
                 self.add_error("days", str(exc))
         return cleaned
 

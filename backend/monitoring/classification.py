@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from . import catalogue, ingest, tier_refresh
+from . import catalogue, ingest, tiers
 from .bottleneck import (
     DEFAULT_THRESHOLDS,
     GPU_READING_METRICS,
@@ -121,7 +121,7 @@ def classify_servers(
                     labelled.setdefault(server_id, []).extend(
                         (at, label, reason) for at, label, _, reason in classified
                     )
-            tier_refresh.mark_dirty_many(
+            tiers.mark_dirty_many(
                 cursor, [(server_id, row[0]) for server_id, classified in results for row in classified]
             )
     return done

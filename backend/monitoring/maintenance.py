@@ -1,7 +1,7 @@
 """What beat does to the database, and when it last managed to.
 
 Beat refreshes the tiers, compresses old raw chunks and applies retention itself, on both
-editions: TrainWatch does not rely on TimescaleDB's background jobs (see dbjobs.py). Each
+editions: TrainWatch does not rely on TimescaleDB's background jobs (see tiers/dbjobs.py). Each
 task records when it last succeeded and failed (`monitoring_maintenancerun`), so that
 `manage.py tiers status` and /healthz can say when the tiers stop being refreshed.
 """

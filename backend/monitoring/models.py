@@ -229,7 +229,7 @@ class DiskSample(models.Model):
 class RetentionPolicy(models.Model):
     """How long one tier keeps its data; applied by the retention task with drop_chunks.
 
-    Which policies are allowed is retention.check_policy's to say: the admin's form and
+    Which policies are allowed is tiers.check_retention_policy's to say: the admin's form and
     `manage.py retention set` ask it before saving one."""
 
     TIER_CHOICES = [("raw", "raw samples"), ("1m", "1-minute tier"), ("1h", "1-hour tier")]

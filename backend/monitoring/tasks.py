@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import alerts, compression, maintenance, queue, retention, tier_refresh, tiers
+from . import alerts, maintenance, queue, tiers
 from .classification import classify_servers, servers_with_stale_pending
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,10 @@ def sweep_unclassified() -> int:
 
 @shared_task
 def refresh_tiers() -> dict:
-    """Bring the tiers up to date, whichever backend made them (see tiers.py)."""
+    """Bring the tiers up to date, whichever backend made them (see tiers/)."""
     with maintenance.recorded(maintenance.REFRESH) as run:
         backend = tiers.installed_backend()
-        refresher = {"rollup": tier_refresh.refresh_rollups, "continuous": tier_refresh.refresh_continuous}
+        refresher = {"rollup": tiers.refresh_rollups, "continuous": tiers.refresh_continuous}
         if backend not in refresher:
             return {}
         done = refresher[backend]()
@@ -106,7 +106,7 @@ def refresh_tiers() -> dict:
 def compress_chunks() -> int:
     """Compress raw chunks past MONITORING_COMPRESS_AFTER_DAYS (full edition; nothing elsewhere)."""
     with maintenance.recorded(maintenance.COMPRESS) as run:
-        done = compression.compress_old_chunks()
+        done = tiers.compress_old_chunks()
         run.skipped = done is None
     if done:
         log.info("compression: compressed %d chunk(s)", len(done))
@@ -119,7 +119,7 @@ def apply_retention() -> int:
     MONITORING_ALERT_HISTORY_DAYS."""
     with maintenance.recorded(maintenance.RETENTION):
         episodes = alerts.prune()
-        dropped = retention.apply()
+        dropped = tiers.apply_retention()
     if dropped:
         log.info("retention: dropped %d chunk(s), %d bytes", len(dropped), sum(c.bytes for c in dropped))
     if episodes:

@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views import defaults
 
-from . import catalogue, dbjobs, maintenance, queue, report
+from . import catalogue, maintenance, queue, report, tiers
 from .auth import refuse_page, user_is_allowed
 from .catalogue import LABELS, title_for
 from .middleware import API_PREFIX
@@ -57,7 +57,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
         return unavailable(f"the database is unavailable: {_first_line(exc)}", database="down", **parts)
     body = {"ok": True, "database": "up", **parts}
     try:
-        body["database_jobs"] = {"failing": [job.to_dict() for job in dbjobs.failing()]}
+        body["database_jobs"] = {"failing": [job.to_dict() for job in tiers.failing_jobs()]}
         body["tier_refresh"] = maintenance.refresh_state().to_dict()
     except DatabaseError as exc:
         # E.g. before the migrations ran: the database answers, which is what is asked.

@@ -13,7 +13,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from monitoring import retention
+from monitoring import tiers
 
 
 def human_bytes(value: int | None) -> str:
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("show", help="each tier: policy, size on disk, chunks, oldest and newest data")
         change = sub.add_parser("set", help="change a tier's policy")
-        change.add_argument("tier", choices=retention.TIER_ORDER)
+        change.add_argument("tier", choices=tiers.RETENTION_TIERS)
         change.add_argument("days", type=int)
         run = sub.add_parser("apply", help="drop the chunks past each policy")
         run.add_argument("--dry-run", action="store_true", help="only list what would be dropped")
@@ -55,7 +55,7 @@ class Command(BaseCommand):
 
     def _show(self, options):
         rows = []
-        for r in retention.report():
+        for r in tiers.retention_report():
             ratio = f"{r.compression_ratio:.1f}x ({r.compressed_chunks} chunks)" if r.compression_ratio else "-"
             rows.append(
                 [
@@ -74,8 +74,8 @@ class Command(BaseCommand):
 
     def _set(self, options):
         try:
-            policy = retention.set_policy(options["tier"], options["days"])
-        except retention.RetentionError as exc:
+            policy = tiers.set_retention_policy(options["tier"], options["days"])
+        except tiers.RetentionError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
             f"{policy.tier} data is now kept {policy.days} days. "
@@ -83,7 +83,7 @@ class Command(BaseCommand):
         )
 
     def _apply(self, options):
-        plan = retention.chunks_to_drop()
+        plan = tiers.chunks_to_drop()
         if not plan:
             self.stdout.write("Nothing to drop: every chunk is within its tier's policy.")
             return
@@ -97,8 +97,8 @@ class Command(BaseCommand):
             return
         bar = tqdm(total=len(plan), unit="chunk", desc="dropping", file=sys.stderr)
         try:
-            dropped = retention.apply(progress=lambda chunk: bar.update(1))
-        except retention.RetentionError as exc:
+            dropped = tiers.apply_retention(progress=lambda chunk: bar.update(1))
+        except tiers.RetentionError as exc:
             raise CommandError(str(exc)) from None
         finally:
             bar.close()

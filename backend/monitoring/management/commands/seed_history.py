@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from monitoring import ingest, tier_refresh, tiers
+from monitoring import ingest, tiers
 from monitoring.models import MonitoredServer, Snapshot
 from monitoring.synthetic import Generator, columns
 
@@ -54,12 +54,12 @@ class Command(BaseCommand):
             total += count
             labels |= seen
             if tiers.installed_backend() == "rollup":
-                tier_refresh.rollup_range(server.id, day_start, day_end)
+                tiers.rollup_range(server.id, day_start, day_end)
             day_start = day_end
             bar.update(1)
         bar.close()
         if tiers.installed_backend() == "continuous":
-            tier_refresh.refresh(start - timedelta(hours=1), end)
+            tiers.refresh(start - timedelta(hours=1), end)
         # Counted once here, off any request path; ingest and the classifier keep them from now on.
         with connection.cursor() as cursor:
             ingest.recount(cursor, server.id, opts["interval"])

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import dbjobs, maintenance, tier_refresh, tiers
+from monitoring import maintenance, tiers
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["action"] == "refresh":
             end = timezone.now()
-            tier_refresh.refresh(end - timedelta(days=options["days"]), end)
+            tiers.refresh(end - timedelta(days=options["days"]), end)
             self.stdout.write("Tiers refreshed.")
             return
         with connection.cursor() as cursor:
@@ -70,7 +70,7 @@ class Command(BaseCommand):
         if edition != "timescale":
             self.stdout.write("database jobs: not checked (Apache edition; TrainWatch adds none)")
             return
-        failing = dbjobs.failing()
+        failing = tiers.failing_jobs()
         self.stdout.write(f"database jobs: {len(failing)} failing")
         for job in failing:
             self.stdout.write(f"  FAILING job {job.job_id}: {job.describe()}")

@@ -14,7 +14,7 @@ MONITORING_TIER_BACKEND=auto|continuous|rollup picks one when migrating (the mig
 hold the statements that create them, as they were then); `auto` takes continuous
 aggregates wherever the edition has them. This module says what the tiers hold and how a
 bucket is computed, which backend is installed, and how far each tier has got (horizons);
-tier_refresh.py keeps them up to date.
+refresher.py keeps them up to date.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
-from . import catalogue
-from .catalogue import LABELS
+from .. import catalogue
+from ..catalogue import LABELS
 
 # The tiers every family has (the history's), finest first; DAILY families add 1-day buckets.
 TIERS = ("1m", "1h")

@@ -1,10 +1,10 @@
-"""Refreshing the tiers, whichever backend the migration made them (see tiers.py).
+"""Refreshing the tiers, whichever backend the migration made them (see definitions.py).
 
 One notion of what changed for both: the classifier marks the 1-minute bucket of every snapshot
 it labels as dirty (`monitoring_tierdirty`), whatever the sample's age. Beat's `refresh_tiers`
 takes the dirty buckets that have settled, tier by tier, 1m, then 1h, then 1d; a coarser bucket
 waits until none of its finer ones does, and each tier marks the coarser bucket dirty in turn.
-Until its mark is taken, a dirty bucket is read from finer data (tiers.horizons), so a late
+Until its mark is taken, a dirty bucket is read from finer data (definitions.horizons), so a late
 sample shows at once in every view, on both backends.
 
 - Rollup tables (Apache edition): the buckets are recomputed from raw rows (1m) or the finer
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from .tiers import (
+from .definitions import (
     ALL_TIERS,
     INTERVAL,
     SOURCE,

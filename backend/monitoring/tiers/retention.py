@@ -15,8 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import ingest, tiers
-from .models import SAMPLE_TABLES, RetentionPolicy
+from .. import ingest
+from ..models import SAMPLE_TABLES, RetentionPolicy
+from . import definitions as tiers
 
 TIER_ORDER = ("raw", "1m", "1h")
 TIME_COLUMN = {"raw": "collected_at", "1m": "bucket", "1h": "bucket"}

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from . import tiers
+from . import definitions as tiers
 
 # The newest error of each failing job, where the version has job_errors (2.15 and later).
 FAILING_SQL = """
