@@ -10,8 +10,8 @@ import redis
 from django.conf import settings
 
 from monitoring import queue
-from monitoring.bottleneck import RULES_VERSION
-from monitoring.classification import classify_pending, classify_servers
+from monitoring.classify.classifier import RULES_VERSION
+from monitoring.classify.runner import classify_pending, classify_servers
 from monitoring.models import Snapshot
 from monitoring.tasks import classify_server, classify_waiting, sweep_unclassified
 from tests import samples

@@ -12,7 +12,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from monitoring.bottleneck import LABELS, GpuReading, Reading, classify
+from monitoring.catalogue import LABELS
+from monitoring.classify.classifier import GpuReading, Reading, classify
 from monitoring.models import MonitoredServer
 from monitoring.synthetic import Generator
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import catalogue
-from .bottleneck import RULES_VERSION
+from .classify import RULES_VERSION
 
 DISK_COUNTERS = catalogue.counters("disk")
 PROCESS = {"pid": 4242, "name": "python", "user": "ml", "type": "compute"}

@@ -7,8 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import alerts, maintenance, queue, tiers
-from .classification import classify_servers, servers_with_stale_pending
+from . import alerts, classify, maintenance, queue, tiers
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def _classify(servers: list[int]) -> int:
     evaluate the alert rules over what was labelled."""
     total, labelled = 0, {}
     while servers:
-        done = classify_servers(servers, labelled=labelled)
+        done = classify.classify_servers(servers, labelled=labelled)
         total += sum(count for count, _ in done.values())
         # A server with more than one pass of backlog goes round again.
         servers = [server_id for server_id, (_, more) in done.items() if more]
@@ -81,7 +80,7 @@ def deliver_due_alerts() -> int:
 @shared_task
 def sweep_unclassified() -> int:
     """Catch what a lost classify_server left behind (broker down, worker killed)."""
-    servers = servers_with_stale_pending(settings.MONITORING_SWEEP_GRACE_SECONDS)
+    servers = classify.servers_with_stale_pending(settings.MONITORING_SWEEP_GRACE_SECONDS)
     for server_id in servers:
         classify_server.apply_async((server_id,))
     if servers:

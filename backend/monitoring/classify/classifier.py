@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
-from .catalogue import title_for
+from ..catalogue import title_for
 
 RULES_VERSION = 1
 

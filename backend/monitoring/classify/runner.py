@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from . import catalogue, ingest, tiers
-from .bottleneck import (
+from .. import catalogue, ingest, tiers
+from ..db import prepared_cursor
+from .classifier import (
     DEFAULT_THRESHOLDS,
     GPU_READING_METRICS,
     READING_METRICS,
@@ -18,7 +19,6 @@ from .bottleneck import (
     Reading,
     classify,
 )
-from .db import prepared_cursor
 
 BATCH_SIZE = 2000
 # Namespace for pg_advisory_xact_lock(namespace, server_id): one classifier per server at a time.
@@ -41,7 +41,7 @@ JOIN unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS r (id, lo, hi
     ON t.server_id = r.id AND t.collected_at BETWEEN r.lo AND r.hi
 WHERE t.collected_at BETWEEN %s AND %s
 """
-# What the classifier reads, as it names it (bottleneck.READING_METRICS and GPU_READING_METRICS).
+# What the classifier reads, as it names it (classifier.READING_METRICS and GPU_READING_METRICS).
 SNAPSHOTS_SQL = f"""
 SELECT t.server_id, t.collected_at, t.bottleneck_label IS NULL, {", ".join(f"t.{m}" for m in READING_METRICS.values())}
 FROM monitoring_snapshot t {_RANGES}
