@@ -33,9 +33,9 @@ def seed_tiers(servers: int, days: int, gpus: int, fine: bool) -> None:
     1-minute ones for two days with `fine`), then the 1-day buckets from them as beat builds them."""
     from django.db import connection
 
-    from monitoring import report
     from monitoring.catalogue import LABELS
     from monitoring.models import MonitoredServer
+    from monitoring.report import fleet as report
     from monitoring.tiers import definitions as tiers
 
     prefix = "fleet-"
@@ -123,7 +123,7 @@ def report_row(run: dict, what: str) -> list[str]:
 
 def in_process(days: float, runs: int, raw_only: bool) -> dict:
     """The report computed in this process; raw_only: as if no tier held anything (raw rows alone)."""
-    from monitoring import report
+    from monitoring.report import fleet as report
     from monitoring.tiers import definitions as tiers
 
     window = report.parse_window({"days": str(days)})
@@ -187,7 +187,7 @@ def main() -> None:
         # The same month with the day tier emptied: whole days from the hour tier, as before it.
         from django.db import connection
 
-        from monitoring import report
+        from monitoring.report import fleet as report
 
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {report.TOTALS.relation('1d')}")

@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from monitoring import report
 from monitoring.models import MonitoredServer
-from monitoring.report import REPORT_LABELS, USEFUL
+from monitoring.report import fleet as report
+from monitoring.report.fleet import REPORT_LABELS, USEFUL
 from monitoring.tasks import classify_server
 from monitoring.tiers import definitions as tiers
 from tests import samples

@@ -15,8 +15,8 @@ from django.utils import timezone
 from . import catalogue, report
 from .auth import dashboard_api
 from .catalogue import title_for
-from .history import HistoryRequestError, history_for, xid_event
 from .models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
+from .report import HistoryRequestError, history_for, xid_event
 from .responses import error, gzipped, json_response
 
 # Per device: every field the catalogue has of the device (what its agent sent, what ingest derived).

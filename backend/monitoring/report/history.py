@@ -17,10 +17,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import catalogue, tiers
-from .catalogue import LABELS
-from .db import prepared_cursor
-from .models import MonitoredServer
+from .. import catalogue, tiers
+from ..catalogue import LABELS
+from ..db import prepared_cursor
+from ..models import MonitoredServer
 
 SOURCES = ("auto", "raw", "1m", "1h")
 # Resolutions a re-bucketed point may have, in seconds.

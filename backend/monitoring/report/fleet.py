@@ -26,8 +26,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import tiers
-from .catalogue import LABELS
+from .. import tiers
+from ..catalogue import LABELS
 from .history import DEFAULT_INTERVAL_SECONDS
 
 UNCLASSIFIED = "unclassified"
