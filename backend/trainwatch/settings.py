@@ -165,16 +165,16 @@ SOCIALACCOUNT_PROVIDERS = {
     }
 }
 SOCIALACCOUNT_ONLY = not MONITORING_PASSWORD_LOGIN
-SOCIALACCOUNT_ADAPTER = "monitoring.auth.AllowlistSocialAccountAdapter"
+SOCIALACCOUNT_ADAPTER = "monitoring.dashboard.AllowlistSocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
 # Google verifies the addresses it vouches for: its sign-in reaches the local user of that email.
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
-ACCOUNT_ADAPTER = "monitoring.auth.ClosedSignupAccountAdapter"
+ACCOUNT_ADAPTER = "monitoring.dashboard.ClosedSignupAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
-# Signing in needs no confirmed address; the allowlist counts only confirmed ones (auth.py).
+# Signing in needs no confirmed address; the allowlist counts only confirmed ones (dashboard/auth.py).
 ACCOUNT_EMAIL_VERIFICATION = "none"
 # Sign-in attempts are rate-limited (allauth's: 30 a minute per client address; here: 10 failures
 # a minute per address, and for one account MONITORING_LOGIN_ATTEMPTS_LIMIT failures in 5

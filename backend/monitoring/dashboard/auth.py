@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from psycopg.errors import QueryCanceled
 
-from .responses import error, unavailable
+from ..responses import error, unavailable
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views import defaults
 
-from . import catalogue, maintenance, queue, report, tiers
+from .. import catalogue, maintenance, queue, report, tiers
+from ..catalogue import LABELS, title_for
+from ..middleware import API_PREFIX
+from ..responses import json_response, one_line, unavailable
 from .auth import refuse_page, user_is_allowed
-from .catalogue import LABELS, title_for
-from .middleware import API_PREFIX
-from .responses import json_response, one_line, unavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from datetime import timedelta
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import catalogue, report
+from .. import catalogue, report
+from ..catalogue import title_for
+from ..models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
+from ..report import HistoryRequestError, history_for, xid_event
+from ..responses import error, gzipped, json_response
 from .auth import dashboard_api
-from .catalogue import title_for
-from .models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
-from .report import HistoryRequestError, history_for, xid_event
-from .responses import error, gzipped, json_response
 
 # Per device: every field the catalogue has of the device (what its agent sent, what ingest derived).
 GPU_FIELDS = (catalogue.DEVICE_KEYS["gpu"][0], *catalogue.names(catalogue.columns("gpu")))
