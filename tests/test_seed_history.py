@@ -14,8 +14,8 @@ from django.db import connection
 
 from monitoring.catalogue import LABELS
 from monitoring.classify.classifier import GpuReading, Reading, classify
+from monitoring.demo import Generator
 from monitoring.models import MonitoredServer
-from monitoring.synthetic import Generator
 
 pytestmark = pytest.mark.usefixtures("tier_db")
 

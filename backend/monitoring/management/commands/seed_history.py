@@ -17,8 +17,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from monitoring import ingest, tiers
+from monitoring.demo import Generator, columns
 from monitoring.models import MonitoredServer, Snapshot
-from monitoring.synthetic import Generator, columns
 
 
 class Command(BaseCommand):

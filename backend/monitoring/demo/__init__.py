@@ -1,0 +1,14 @@
+"""Demo and benchmark data: a synthetic node's history, realistic enough that the classifier
+reads every label the way it was made. The rest of the project imports this module only; its
+modules are:
+
+- timeline.py: the phases of a training run and a node's schedule of them;
+- generator.py: rows of one node along that schedule, with counters that only grow.
+"""
+
+from __future__ import annotations
+
+from ..packages import public
+
+PUBLIC = {"generator": ("Generator", "columns")}
+__all__, __getattr__, __dir__ = public(__name__, PUBLIC)
