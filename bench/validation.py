@@ -2,7 +2,7 @@
 
 All three read the same catalogue and give the same results and messages on the bodies below:
 - hand-written: the checkers ingest used before msgspec, read from git at BASELINE_COMMIT;
-- msgspec: today's `validation.parse_body` (structs from `schema.py`);
+- msgspec: today's `body.parse_body` (structs from `schema.py`);
 - pydantic: models built here by `create_model` from the same rules, `model_validate_json`,
   strict, with the same wording of errors (pydantic's errors carry the value sent).
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from pydantic import ConfigDict, Field, ValidationError, create_model  # noqa: E402
 
 from bench.common import machine, table  # noqa: E402
-from monitoring.ingest import schema, validation  # noqa: E402
+from monitoring.ingest import body, schema, validation  # noqa: E402
 from tests import samples  # noqa: E402
 
 # The last commit whose validation.py checked each field by hand.
@@ -131,7 +131,7 @@ def _pydantic_message(error: ValidationError, wrapped: bool) -> str:
 
 def pydantic_parse_body(raw: bytes) -> validation.Sample:
     """Either form of the body; the same checks by hand as msgspec's path needs, after pydantic."""
-    raw = validation._storable(raw)
+    raw = body._storable(raw)
     try:
         model = WRAPPED_MODEL.model_validate_json(raw)
         sample, agent = model.sample, model.agent
@@ -153,7 +153,7 @@ def pydantic_parse_body(raw: bytes) -> validation.Sample:
         raise validation.SampleError("sample: has none of the known metric fields")
     clean = {k: v for k, v in (agent.model_dump() if agent else {}).items() if v is not None}
     if "labels" in clean:
-        clean["labels"] = validation._labels(clean["labels"])
+        clean["labels"] = validation.check_labels(clean["labels"])
     return validation.Sample(collected_at=moment, host=host, gpus=gpus, disks=disks, agent=clean)
 
 
@@ -184,7 +184,7 @@ def main() -> None:
 
     implementations = {
         "hand-written (before)": handwritten(),
-        "msgspec (now)": (validation.parse_body, validation.SampleError),
+        "msgspec (now)": (body.parse_body, validation.SampleError),
         "pydantic": (pydantic_parse_body, validation.SampleError),
     }
     rows = []

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from monitoring.ingest.validation import SampleError, parse_body
+from monitoring.ingest.body import parse_body
+from monitoring.ingest.validation import SampleError
 from tests import samples
 from tests.samples import utc
 

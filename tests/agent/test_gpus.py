@@ -331,7 +331,7 @@ def test_the_event_thread_survives_nvml_errors_and_logs_them_once(caplog):
 
 
 def test_a_sample_with_energy_and_xid_errors_passes_the_servers_validation(recorded_psutil, sys_block):
-    from monitoring.ingest.validation import parse_body
+    from monitoring.ingest.body import parse_body
     from trainwatch_agent.collectors import Sampler
     from trainwatch_agent.transport import agent_info, encode
 

@@ -1,4 +1,4 @@
-"""What the agent posts passes the server's own validation (monitoring.validation.parse_body)."""
+"""What the agent posts passes the server's own validation (monitoring.ingest.body.parse_body)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitoring.ingest.validation import parse_body
+from monitoring.ingest.body import parse_body
 from tests.agent.fake_nvml import FakeNVML, a100, consumer_card
 from trainwatch_agent.collectors import Sampler
 from trainwatch_agent.transport import agent_info, encode

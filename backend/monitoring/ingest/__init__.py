@@ -3,8 +3,10 @@ the app imports this module only; its modules are:
 
 - views.py: the ingest endpoint (token, body limits, gzip, single samples and batches);
 - schema.py: the rules of every field, built from the catalogue, as msgspec structs;
-- validation.py: a body read and checked against them, one line per problem;
-- store.py: rates derived from counters and each sample written in one round trip;
+- body.py: a body read (one sample, the minimal form or a batch), each problem in one line;
+- validation.py: what msgspec cannot check of a sample (unique devices, timestamps, labels);
+- rates.py: what ingest derives from a sample and the one before it;
+- store.py: each sample written, with its derived figures, in one round trip;
 - counters.py: every statement that writes a server row's counters.
 """
 

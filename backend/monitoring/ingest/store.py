@@ -1,4 +1,4 @@
-"""Writing samples: rates derived from the previous sample, then every row in one statement.
+"""Writing samples: rates derived from the previous sample (rates.py), then every row in one statement.
 
 The hot path of ingest, so it talks to psycopg directly with server-side binding and
 prepared statements. One sample or a batch of them goes the same way: one query reads the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
@@ -24,19 +23,18 @@ from psycopg.types.json import Jsonb
 from .. import catalogue
 from ..db import prepared_cursor
 from . import counters
+from .rates import DEVICE_DERIVED, Previous, derive_device_fields, derive_snapshot_fields
 from .validation import Sample
 
 # Columns come from the catalogue: what the agent sends, then what ingest derives.
 HOST_COLUMNS = catalogue.names(catalogue.columns("host", derived=False))
 DERIVED_COLUMNS = catalogue.names(catalogue.columns("host", derived=True))
-HOST_DERIVED = catalogue.block("host", derived=True)
 # Per device block: (column, PostgreSQL array type) for unnest(), one statement whatever the
 # device count; the metrics ingest derives; the counters they derive from.
 DEVICE_BLOCKS = tuple(catalogue.DEVICE_KEYS)
 DEVICE_COLUMNS = {
     b: (catalogue.DEVICE_KEYS[b], *((m.name, m.sql) for m in catalogue.columns(b))) for b in DEVICE_BLOCKS
 }
-DEVICE_DERIVED = {b: catalogue.block(b, derived=True) for b in DEVICE_BLOCKS}
 DEVICE_COUNTERS = {b: tuple(dict.fromkeys(m.derived[1] for m in DEVICE_DERIVED[b])) for b in DEVICE_BLOCKS}
 TABLES = {"gpu": "monitoring_gpusample", "disk": "monitoring_disksample"}
 # The GPU events a sample carries, stored once each in their own table.
@@ -118,13 +116,6 @@ STORED_SQL = f"""
 SELECT id, bottleneck_label, {", ".join(m.name for m in ECHOED)}
 FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
 """
-
-
-@dataclass
-class Previous:
-    collected_at: datetime
-    host: dict  # the host counters
-    devices: dict[str, dict]  # per device block, device key: its counters
 
 
 def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> tuple[dict, bool]:
@@ -258,63 +249,3 @@ def _previous(cursor: psycopg.Cursor, server_id: int, at: datetime) -> Previous 
         for block, found in zip(DEVICE_BLOCKS, row[host_end:])
     }
     return Previous(row[0], dict(zip(HOST_COUNTERS, row[1:host_end])), devices)
-
-
-def rate(current: float | None, before: float | None, seconds: float) -> float | None:
-    """Per-second rate of a counter; None when unknown or when it went backwards (a reboot)."""
-    if current is None or before is None or seconds <= 0 or current < before:
-        return None
-    return (current - before) / seconds
-
-
-def _from_counter(metric: catalogue.Metric, now: dict, before: dict, seconds: float) -> float | None:
-    """What the catalogue derives from a counter: per second; the amount since the previous
-    sample (delta); or (busy milliseconds per second / 10) the percent of the time a device was busy."""
-    how, counter = metric.derived
-    per_second = rate(now.get(counter), before.get(counter), seconds)
-    if per_second is None:
-        return None
-    if how == "delta":
-        return per_second * seconds
-    if how == "busy":
-        return min(100.0, per_second / 10.0)
-    return per_second
-
-
-def derive_device_fields(block: str, rows: list[dict], previous: Previous | None, at: datetime) -> list[dict]:
-    """A device block's rows with the metrics ingest derives from the previous sample's counters."""
-    derived = DEVICE_DERIVED[block]
-    seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
-    key = catalogue.DEVICE_KEYS[block][0]
-    before = previous.devices[block] if previous else {}
-    return [
-        {
-            **row,
-            "collected_at": at,
-            **{m.name: _from_counter(m, row, before.get(row[key], {}), seconds) for m in derived},
-        }
-        for row in rows
-    ]
-
-
-def _over_devices(how: str, values: list) -> float | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    # The busiest device for "max": one saturated disk stalls whatever reads from it.
-    return sum(present) if how == "sum" else max(present)
-
-
-def derive_snapshot_fields(host: dict, devices: dict[str, list[dict]], previous: Previous | None, at: datetime) -> dict:
-    """The host's derived figures, as the catalogue defines them."""
-    seconds = (at - previous.collected_at).total_seconds() if previous else 0.0
-    derived = {}
-    for metric in HOST_DERIVED:
-        how, *source = metric.derived
-        if how in ("rate", "busy", "delta"):
-            derived[metric.name] = _from_counter(metric, host, previous.host if previous else {}, seconds)
-        elif how == "count":
-            derived[metric.name] = len(devices[source[0]])
-        else:
-            derived[metric.name] = _over_devices(how, [row[source[1]] for row in devices[source[0]]])
-    return derived

@@ -23,8 +23,9 @@ from ..db import prepared_cursor
 from ..models import MonitoredServer
 from ..queue import request_classification
 from ..responses import error, json_response, unavailable
+from .body import Batch, TooLarge, parse_any
 from .store import store_sample, store_samples
-from .validation import Batch, SampleError, TooLarge, check_not_in_future, parse_any
+from .validation import SampleError, check_not_in_future
 
 log = logging.getLogger(__name__)
 
