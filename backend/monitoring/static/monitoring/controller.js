@@ -1,4 +1,5 @@
-/* TrainWatch dashboard: what the page asks for and when, and which view shows the answer.
+/* TrainWatch dashboard: what the page asks for and when (poller.js runs the timers), and which
+   view shows the answer.
 
    Requests: /api/servers/ once at start (and while the selected server has no samples yet);
    /api/metrics/latest/ at the server's sample interval (its `servers` list keeps the fleet
@@ -46,11 +47,10 @@
     sort: null, // the fleet report's table: a column's key, "-" first for descending; null: the API's order
     report: null, // the last answer of /api/fleet/report/ for the window shown
   };
-  const timers = { latest: null, history: null, servers: null, alerts: null, report: null };
   // The alerts are the fleet's, not the selected server's: a new selection leaves their poll running.
-  const FLEET_TIMERS = new Set(["alerts"]);
+  const poller = new TW.Poller(["alerts"]);
+  const schedule = poller.schedule.bind(poller);
   let firingBySlug = {};
-  const skipped = {}; // what came due while the tab was hidden
   const charts = new TW.Charts(document.getElementById("charts"), { onZoom: zoomTo, onResetZoom: resetZoom });
 
   const debug = (window.trainwatch = {
@@ -96,23 +96,6 @@
   function intervalOf(server) {
     return Math.max(MIN_REFRESH_S, (server && server.interval_seconds) || states.DEFAULT_INTERVAL);
   }
-  function stopTimers() {
-    for (const k of Object.keys(timers)) {
-      if (FLEET_TIMERS.has(k)) continue;
-      clearTimeout(timers[k]);
-      timers[k] = null;
-      delete skipped[k];
-    }
-  }
-  function schedule(name, delay, fn) {
-    clearTimeout(timers[name]);
-    timers[name] = setTimeout(() => {
-      timers[name] = null;
-      // A hidden tab asks for nothing; it catches up the moment it is shown again.
-      if (document.hidden) skipped[name] = fn;
-      else fn();
-    }, delay * 1000);
-  }
 
   async function start() {
     Object.assign(state, router.read());
@@ -127,7 +110,7 @@
       return;
     }
     renderFleet();
-    if (!timers.alerts && !state.alerts) loadAlerts();
+    if (!poller.waiting("alerts") && !state.alerts) loadAlerts();
     if (!state.server) state.server = defaultServer();
     if (state.view === "fleet") showReport("replace");
     else select(state.server, "replace");
@@ -154,7 +137,7 @@
     state.server = slug;
     state.shownServer = slug;
     state.generation += 1;
-    stopTimers();
+    poller.stop();
     if (changed) {
       state.snapshot = null;
       state.history = null;
@@ -357,7 +340,7 @@
 
   // --- the fleet report ---------------------------------------------------------------------------
 
-  // Which view the page shows: the server's parts or the fleet report's (dashboard.css hides the other's).
+  // Which view the page shows: the server's parts or the fleet report's (styles/views.css hides the other's).
   function setView(view) {
     state.view = view;
     $("dashboard").dataset.view = view;
@@ -368,7 +351,7 @@
   function showReport(how) {
     setView("fleet");
     state.generation += 1;
-    stopTimers();
+    poller.stop();
     state.shownServer = null;
     state.snapshot = null;
     state.history = null;
@@ -558,15 +541,6 @@
     if (server) panels.tick(server);
     tickConnection();
   }, 1000);
-
-  document.addEventListener("visibilitychange", () => {
-    if (document.hidden) return;
-    // Catch up at once on whatever came due while hidden.
-    for (const [name, fn] of Object.entries(skipped)) {
-      delete skipped[name];
-      fn();
-    }
-  });
 
   router.onChange((view) => {
     if (view.view === "fleet") {
