@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
+
+import pytest
 
 from monitoring import queue, tasks
 
@@ -115,6 +119,56 @@ def test_packages_are_reached_through_their_public_module():
     assert PACKAGES and not private, private
 
 
+def package_of(module: str, packages) -> str:
+    """The node a module counts as in the packages' graph: its package (a package's models count
+    as monitoring.models, which Django loads them through), or the module itself at the top."""
+    parts = module.split(".")
+    if len(parts) > 2 and parts[1] in packages:
+        return "monitoring.models" if parts[2] == "models" else ".".join(parts[:2])
+    return module
+
+
+def package_graph(graph: dict[str, set[str]], packages) -> dict[str, set[str]]:
+    nodes: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        if name.startswith(("monitoring.migrations", "monitoring.management")):
+            continue
+        nodes.setdefault(package_of(name, packages), set()).update(package_of(t, packages) for t in targets)
+    return {name: {t for t in targets if t != name and t in nodes} for name, targets in nodes.items()}
+
+
+def test_no_cycle_between_the_packages():
+    # Modules inside a package may import each other freely; packages (and the top's modules)
+    # form layers: ingest never imports classify, tiers never imports report, and so on.
+    found = cycles(package_graph(import_graph(APP, "monitoring"), PACKAGES))
+    assert not found, "cycles between packages: " + "; ".join(" -> ".join(cycle) for cycle in found)
+
+
+def test_the_package_graph_sees_a_cycle_through_inner_modules(tmp_path):
+    app = tmp_path / "monitoring"
+    for package in ("ingest", "tiers"):
+        (app / package).mkdir(parents=True)
+        (app / package / "__init__.py").write_text("")
+    (app / "__init__.py").write_text("")
+    (app / "ingest" / "store.py").write_text("from .. import tiers\n")
+    (app / "ingest" / "counters.py").write_text("")
+    (app / "tiers" / "retention.py").write_text("def later():\n    from ..ingest import counters\n")
+    (app / "tiers" / "models.py").write_text("from .. import ingest\n")
+    graph = package_graph(import_graph(app, "monitoring"), ("ingest", "tiers"))
+    assert graph["monitoring.tiers"] == {"monitoring.ingest"}
+    assert graph["monitoring.ingest"] == {"monitoring.tiers"}
+    assert cycles(graph) == [["monitoring.ingest", "monitoring.tiers", "monitoring.ingest"]]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_name_of_a_package_is_there(package):
+    module = importlib.import_module(f"monitoring.{package}")
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert module.__all__ and not missing, missing
+    with pytest.raises(AttributeError):
+        module.no_such_name  # noqa: B018
+
+
 def test_migrations_import_no_live_code_of_the_app():
     # A migration builds the schema as it was when written: what it needs is frozen beside it.
     graph = import_graph(APP, "monitoring")
@@ -146,3 +200,31 @@ def test_the_graph_sees_imports_inside_functions_relative_and_absolute(tmp_path)
 def test_the_queue_names_the_classification_task_that_exists():
     # The queue sends the task by name so as not to import tasks, which imports the queue.
     assert tasks.classify_waiting.name == queue.CLASSIFY_TASK
+
+
+def test_the_task_names_stay_what_queued_messages_name():
+    # A message queued before an upgrade names its task; a rename would leave it unrunnable.
+    from trainwatch.celery import app
+
+    names = {name for name in app.tasks if name.startswith("monitoring.")}
+    assert names == {
+        "monitoring.tasks.apply_retention",
+        "monitoring.tasks.classify_server",
+        "monitoring.tasks.classify_waiting",
+        "monitoring.tasks.compress_chunks",
+        "monitoring.tasks.deliver_alert",
+        "monitoring.tasks.deliver_due_alerts",
+        "monitoring.tasks.evaluate_offline_alerts",
+        "monitoring.tasks.refresh_tiers",
+        "monitoring.tasks.sweep_unclassified",
+    }
+
+
+def test_the_architecture_map_lists_each_package_with_what_it_imports():
+    # docs/architecture.md: one row per package, `| `name/` | job | imports (besides Django) |`.
+    doc = (APP.parent.parent / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| `(\w+)/` \| .* \| ([\w, ()]+) \|$", doc, re.M)
+    documented = {name: set(re.sub(r"\(.*?\)", "", imports).replace(" ", "").split(",")) for name, imports in rows}
+    graph = package_graph(import_graph(APP, "monitoring"), PACKAGES)
+    actual = {p: {t.removeprefix("monitoring.") for t in graph[f"monitoring.{p}"]} - {"packages"} for p in PACKAGES}
+    assert documented == actual
