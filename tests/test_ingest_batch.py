@@ -279,6 +279,38 @@ def test_a_rotated_token_or_a_disabled_server_takes_effect_within_the_cache_time
     ingest_module._servers.clear()
 
 
+def test_a_new_token_or_a_re_enabled_server_works_at_once(ingest, box, settings):
+    from monitoring.ingest import views as ingest_module
+
+    ingest_module._servers.clear()
+    ingest_module._rechecked.clear()
+    settings.MONITORING_INGEST_SERVER_CACHE_SECONDS = 60.0
+    assert ingest.send(box, samples.body(T0)).status_code == 200
+    server = MonitoredServer.objects.get(pk=box.server.pk)
+    # Rotated: the new token works with the old row still cached; the row read for it then
+    # refuses the old token.
+    rotated = new_token(server)
+    response = ingest.post(box.slug, samples.body(T0 + timedelta(seconds=2)), token=rotated)
+    assert response.status_code == 200, response.text
+    assert ingest.send(box, samples.body(T0 + timedelta(seconds=4))).status_code == 401
+    # Wrong tokens ask the database at most once a second per server: a token rotated just after
+    # one was asked for is refused until that second is over, then works.
+    assert ingest.post(box.slug, samples.body(T0 + timedelta(seconds=6)), token="wrong").status_code == 401
+    again = new_token(server)
+    assert ingest.post(box.slug, samples.body(T0 + timedelta(seconds=6)), token=again).status_code == 401
+    time.sleep(ingest_module.RECHECK_SECONDS)
+    assert ingest.post(box.slug, samples.body(T0 + timedelta(seconds=6)), token=again).status_code == 200
+    # Disabled (and cached so), then re-enabled: it works at once.
+    MonitoredServer.objects.filter(pk=box.server.pk).update(is_active=False)
+    ingest_module._servers.clear()
+    assert ingest.post(box.slug, samples.body(T0 + timedelta(seconds=8)), token=again).status_code == 403
+    MonitoredServer.objects.filter(pk=box.server.pk).update(is_active=True)
+    time.sleep(ingest_module.RECHECK_SECONDS)
+    assert ingest.post(box.slug, samples.body(T0 + timedelta(seconds=8)), token=again).status_code == 200
+    ingest_module._servers.clear()
+    ingest_module._rechecked.clear()
+
+
 def new_token(server):
     """A fresh token for the server, stored now (the test needs its plain text)."""
     token = server.set_new_token()

@@ -37,18 +37,24 @@ SELECT id, slug, name, hostname, is_active, token_hash FROM monitoring_monitored
 
 # slug: (the server as read, when it was read). Per process; a few hundred bytes per server.
 _servers: dict[str, tuple[MonitoredServer | None, float]] = {}
+# A token that the cached row refuses, or a server it says is disabled, is checked against the
+# database before it is refused, at most once per server in this many seconds: a new token or a
+# re-enabled server works at once, and wrong tokens cannot make every request a lookup.
+RECHECK_SECONDS = 1.0
+_rechecked: dict[str, float] = {}
 
 
-def _find_server(slug: str) -> MonitoredServer | None:
-    """The server of a slug, read at most MONITORING_INGEST_SERVER_CACHE_SECONDS ago: a rotated
-    token, a disabled or a new server takes effect within that time, and an agent's samples cost
-    no lookup in between."""
+def _find_server(slug: str, fresh: bool = False) -> MonitoredServer | None:
+    """The server of a slug, read at most MONITORING_INGEST_SERVER_CACHE_SECONDS ago (`fresh`:
+    now): an agent's samples cost no lookup in between. What the cached row would refuse is
+    asked again first (_recheck), so only an old token or a newly disabled server may keep
+    working within that time."""
     # Anything but a slug (a NUL, say) names no server: the database is not asked.
     if len(slug) > SLUG_MAX_LENGTH or not slug_re.fullmatch(slug):
         return None
     now = time.monotonic()
     cached = _servers.get(slug)
-    if cached is not None and now - cached[1] < settings.MONITORING_INGEST_SERVER_CACHE_SECONDS:
+    if not fresh and cached is not None and now - cached[1] < settings.MONITORING_INGEST_SERVER_CACHE_SECONDS:
         return cached[0]
     with prepared_cursor() as cursor:
         cursor.execute(SERVER_SQL, [slug], prepare=True)
@@ -62,6 +68,18 @@ def _find_server(slug: str) -> MonitoredServer | None:
         _servers.clear()
     _servers[slug] = (server, now)
     return server
+
+
+def _recheck(slug: str, cached: MonitoredServer | None) -> MonitoredServer | None:
+    """The server as the database has it now, unless it was asked within RECHECK_SECONDS (then
+    the cached row): the cache may predate a rotated token or a re-enabled server."""
+    now = time.monotonic()
+    if now - _rechecked.get(slug, -RECHECK_SECONDS) < RECHECK_SECONDS:
+        return cached
+    if len(_rechecked) > 100_000:
+        _rechecked.clear()
+    _rechecked[slug] = now
+    return _find_server(slug, fresh=True)
 
 
 def _token(request: HttpRequest) -> str:
@@ -149,12 +167,16 @@ def _ingest(request: HttpRequest, server_slug: str) -> HttpResponse:
         raw, body_error = _read_body(request), None
     except BodyError as exc:
         raw, body_error = b"", exc
-    server = _find_server(server_slug)
+    server = _find_server(server_slug) or _recheck(server_slug, None)
     if server is None:
         return error(404, f"unknown server {server_slug!r}; register it with manage.py register_server")
     token = _token(request)
     if not token:
         return error(401, "missing ingest token: send X-Monitoring-Token or Authorization: Bearer")
+    if not (server.check_token(token) and server.is_active):
+        server = _recheck(server_slug, server)
+        if server is None:
+            return error(404, f"unknown server {server_slug!r}; register it with manage.py register_server")
     if not server.check_token(token):
         return error(401, "invalid ingest token for this server")
     if not server.is_active:
