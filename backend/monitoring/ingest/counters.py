@@ -23,7 +23,7 @@ LATEST_COLUMNS = "gpu_top_util_percent"
 # LATEST_COLUMNS, a CTE `sent` of every sample's collected_at and interval (seconds since its
 # previous sample, or null), and read the parameters server, now and what the agent says about itself:
 # agent_version, agent_hostname, agent_platform, agent_python, agent_labels (null keeps the
-# stored value).
+# stored value). `server` returns the server's newest sample time after the statement.
 INGEST_CTES = """
 written AS (
     -- The newest snapshot written now.
@@ -50,6 +50,7 @@ server AS (
         agent_python = COALESCE(%(agent_python)s::text, agent_python),
         agent_labels = COALESCE(%(agent_labels)s::jsonb, agent_labels)
     WHERE id = %(server)s
+    RETURNING latest_snapshot_at
 )""".strip()
 
 BOTTLENECK_SQL = """

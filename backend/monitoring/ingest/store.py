@@ -1,11 +1,17 @@
 """Writing samples: rates derived from the previous sample (rates.py), then every row in one statement.
 
 The hot path of ingest, so it talks to psycopg directly with server-side binding and
-prepared statements. One sample or a batch of them goes the same way: one query reads the
-stored sample before the first (with its devices' counters), rates are derived in time order
-(each sample from the one before it, in the batch or stored), and one statement writes every
-snapshot, GPU, disk and XID row and the server's bookkeeping (data-modifying CTEs over
+prepared statements. One sample or a batch of them goes the same way: rates are derived in time
+order (each sample from the one before it, in the batch or stored), and one statement writes
+every snapshot, GPU, disk and XID row and the server's bookkeeping (data-modifying CTEs over
 arrays), all inside the request's transaction.
+
+The stored sample before the first: each web process keeps the counters of the newest sample it
+wrote per server (an agent's keep-alive connection stays on one process), and the statement
+writes only if that sample is still the server's newest (`guard`, under the server row's lock).
+Otherwise (the first sample after a restart, a sample another process took, a late sample) it is
+read from the database, and the statement runs again without the guard. Either way the rates
+are the same.
 """
 
 from __future__ import annotations
@@ -59,15 +65,27 @@ def _rows_insert(name: str, table: str, columns) -> str:
 
 
 AT = (("collected_at", "timestamptz"),)
+# The ids of WRITE_SQL's rows that are not snapshots (a snapshot's id is positive).
+LATEST, GUARD_FAILED = 0, -1
 SNAPSHOT_COLUMNS = (
     *AT,
     *((m.name, m.sql) for m in (*catalogue.columns("host", derived=False), *catalogue.columns("host", derived=True))),
 )
 SNAPSHOT_NAMES = ", ".join(c for c, _ in SNAPSHOT_COLUMNS)
 # `sent`: every sample's snapshot row, and the seconds since its previous sample (`interval`).
+# `expected`: the newest stored sample's time as this process knows it, or null (then the
+# previous sample was read in this transaction). The last rows say what happened besides the
+# snapshots written: (the server's newest sample after this statement, 0), and (null, -1) if the
+# guard failed and nothing was written.
 WRITE_SQL = f"""
-WITH sent AS (
+WITH guard AS (
+    SELECT FROM monitoring_monitoredserver
+    WHERE id = %(server)s AND latest_snapshot_at = %(expected)s::timestamptz
+    FOR UPDATE
+),
+sent AS (
     SELECT * FROM {_recordset("snap", (*SNAPSHOT_COLUMNS, ("interval", "float8")))}
+    WHERE %(expected)s::timestamptz IS NULL OR EXISTS (SELECT FROM guard)
 ),
 snap AS (
     INSERT INTO monitoring_snapshot (server_id, received_at, {SNAPSHOT_NAMES})
@@ -80,6 +98,8 @@ snap AS (
 {_rows_insert("xids", "monitoring_xiderror", (*AT, *XID_COLUMNS))},
 {counters.INGEST_CTES}
 SELECT collected_at, id FROM snap
+UNION ALL SELECT latest_snapshot_at, {LATEST} FROM server
+UNION ALL SELECT NULL, {GUARD_FAILED} WHERE %(expected)s::timestamptz IS NOT NULL AND NOT EXISTS (SELECT FROM guard)
 """
 
 HOST_COUNTERS = catalogue.counters("host")
@@ -135,29 +155,58 @@ def store_sample(server_id: int, sample: Sample, agent: dict, now: datetime) -> 
     return snapshot, at in written
 
 
+# Per process, server id: the counters of the newest sample this process wrote for it.
+_newest: dict[int, Previous] = {}
+
+
 def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datetime) -> dict[datetime, tuple]:
     """Write samples (in any order, each with its collected_at) in one statement, inside the
     caller's transaction or one of its own. A sample already stored, or twice in `samples`, is
     written once. Returns, per collected_at written now, (snapshot id, the echoed figures)."""
     unique = sorted({s.collected_at: s for s in reversed(samples)}.values(), key=lambda s: s.collected_at)
+    known = _newest.pop(server_id, None)
+    if known is not None and known.collected_at >= unique[0].collected_at:
+        known = None  # a late sample: what lies before it is in the database
     # No savepoint inside the caller's transaction: it would cost two round trips per request.
     with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
-        rows = _derive(cursor, server_id, unique)
-        params = {"server": server_id, "now": now}
-        params["snap"] = _json_rows(
-            [{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows]
-        )
-        params["gpus"] = _json_rows([g for _, dev, _, _ in rows for g in dev["gpu"]])
-        params["disks"] = _json_rows([d for _, dev, _, _ in rows for d in dev["disk"]])
-        params["xids"] = _json_rows([x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])])
-        params.update(_agent_params(agent))
-        cursor.execute(WRITE_SQL, params, prepare=True)
-        written = dict(cursor.fetchall())
+        rows = _derive(cursor, server_id, unique, known)
+        result = _write(cursor, server_id, rows, agent, now, known)
+        if result is None:
+            # Another process wrote a newer sample since: read what is stored, and write again.
+            rows = _derive(cursor, server_id, unique)
+            result = _write(cursor, server_id, rows, agent, now, None)
+    written, latest = result
+    newest = unique[-1]
+    if newest.collected_at in written and newest.collected_at == latest:
+        if len(_newest) > 100_000:
+            _newest.clear()
+        _newest[server_id] = _as_previous(newest)
     return {
         sample.collected_at: (written[sample.collected_at], _echo(sample.host, derived))
         for sample, _, derived, _ in rows
         if sample.collected_at in written
     }
+
+
+def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime, known: Previous | None):
+    """Run WRITE_SQL; returns ({collected_at: snapshot id} written, the server's newest sample
+    after it), or None if `known` was no longer the server's newest (nothing written)."""
+    params = {"server": server_id, "now": now, "expected": known.collected_at if known else None}
+    params["snap"] = _json_rows([{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows])
+    params["gpus"] = _json_rows([g for _, dev, _, _ in rows for g in dev["gpu"]])
+    params["disks"] = _json_rows([d for _, dev, _, _ in rows for d in dev["disk"]])
+    params["xids"] = _json_rows([x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])])
+    params.update(_agent_params(agent))
+    cursor.execute(WRITE_SQL, params, prepare=True)
+    written, latest = {}, None
+    for at, snapshot_id in cursor.fetchall():
+        if snapshot_id == GUARD_FAILED:
+            return None
+        if snapshot_id == LATEST:
+            latest = at
+        else:
+            written[at] = snapshot_id
+    return written, latest
 
 
 def _echo(host: dict, derived: dict) -> dict:
@@ -175,13 +224,16 @@ def _agent_params(agent: dict) -> dict:
     }
 
 
-def _derive(cursor: psycopg.Cursor, server_id: int, samples: list[Sample]) -> list[tuple]:
+def _derive(
+    cursor: psycopg.Cursor, server_id: int, samples: list[Sample], known: Previous | None = None
+) -> list[tuple]:
     """Per sample, oldest first: (sample, its device rows with what ingest derives, its derived
     host figures, seconds since the previous sample or None). Each sample's previous is the one
-    before it in the batch, unless a stored sample lies between them; the first's is stored."""
+    before it in the batch, unless a stored sample lies between them; the first's is stored:
+    `known` if given (the server's newest, older than every sample; nothing is read), else read."""
     gap = timedelta(seconds=settings.MONITORING_RATE_MAX_GAP_SECONDS)
     stored_inside: list[datetime] = []
-    if len(samples) > 1:
+    if len(samples) > 1 and known is None:
         cursor.execute(
             STORED_INSIDE_SQL,
             {"server": server_id, "first": samples[0].collected_at, "last": samples[-1].collected_at},
@@ -193,7 +245,9 @@ def _derive(cursor: psycopg.Cursor, server_id: int, samples: list[Sample]) -> li
         at = sample.collected_at
         # A stored sample strictly between the one before and this one: two bisections, not a scan
         # (a resent batch can hold hundreds of samples that are stored already).
-        if before is None or bisect_right(stored_inside, before.collected_at) < bisect_left(stored_inside, at):
+        if before is None and known is not None:
+            previous = known if at - known.collected_at <= gap else None
+        elif before is None or bisect_right(stored_inside, before.collected_at) < bisect_left(stored_inside, at):
             previous = _previous(cursor, server_id, at)
         else:
             previous = before if at - before.collected_at <= gap else None
