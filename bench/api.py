@@ -60,8 +60,7 @@ def load(ids: list[int], now: datetime, already: int, adding: int) -> None:
         with raw.copy(
             "COPY monitoring_snapshot (server_id, collected_at, received_at, cpu_usage_percent, cpu_iowait_percent, "
             "cpu_load_1, memory_percent, swap_percent, disk_read_bps, disk_write_bps, disk_util_percent, gpu_count, "
-            "gpu_top_util_percent, bottleneck_label, bottleneck_confidence, bottleneck_reason, bottleneck_rules_version"
-            ") FROM STDIN"
+            "gpu_top_util_percent) FROM STDIN"
         ) as copy:
             for sid in ids:
                 for k in range(per_server_before, per_server_before + per_server):
@@ -81,12 +80,16 @@ def load(ids: list[int], now: datetime, already: int, adding: int) -> None:
                             60.0,
                             GPUS,
                             97.0,
-                            "gpu-bound",
-                            0.9,
-                            "GPU 97% saturated",
-                            1,
                         ]
                     )
+        with raw.copy(
+            "COPY monitoring_snapshotlabel (server_id, collected_at, label, confidence, reason, rules_version, "
+            "classified_at, gpu_count) FROM STDIN"
+        ) as copy:
+            for sid in ids:
+                for k in range(per_server_before, per_server_before + per_server):
+                    at = now - STEP * k
+                    copy.write_row([sid, at, "gpu-bound", 0.9, "GPU 97% saturated", 1, at, GPUS])
         if with_devices:
             with raw.copy(
                 "COPY monitoring_gpusample (server_id, collected_at, gpu_index, name, utilization_gpu_percent, "
@@ -114,6 +117,7 @@ def load(ids: list[int], now: datetime, already: int, adding: int) -> None:
             [per_server, now, now, now - timedelta(hours=1)],
         )
         cursor.execute("ANALYZE monitoring_snapshot")
+        cursor.execute("ANALYZE monitoring_snapshotlabel")
         cursor.execute("ANALYZE monitoring_gpusample")
         cursor.execute("ANALYZE monitoring_disksample")
 

@@ -185,15 +185,18 @@ def classification_lag(timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM monitoring_snapshot WHERE bottleneck_label IS NULL")
+            cursor.execute(
+                "SELECT (SELECT count(*) FROM monitoring_snapshot) - (SELECT count(*) FROM monitoring_snapshotlabel)"
+            )
             if cursor.fetchone()[0] == 0:
                 break
             time.sleep(0.5)
         cursor.execute(
-            "SELECT count(*), count(classified_at), "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM classified_at - received_at)), "
-            "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM classified_at - received_at)) "
-            "FROM monitoring_snapshot"
+            "SELECT count(*), count(l.classified_at), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM l.classified_at - s.received_at)), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM l.classified_at - s.received_at)) "
+            "FROM monitoring_snapshot s LEFT JOIN monitoring_snapshotlabel l "
+            "ON l.server_id = s.server_id AND l.collected_at = s.collected_at"
         )
         total, classified, p50, p95 = cursor.fetchone()
     return {"stored": total, "classified": classified, "lag_p50_s": p50, "lag_p95_s": p95}

@@ -19,11 +19,6 @@ NOT_METRICS = {
     "received_at",
     "gpu_index",
     "device",
-    "bottleneck_label",
-    "bottleneck_confidence",
-    "bottleneck_reason",
-    "bottleneck_rules_version",
-    "classified_at",
 }
 POSTGRES_TYPES = {
     "float8": "double precision",

@@ -34,9 +34,10 @@ def raw_hours(since) -> dict:
     """GPU-hours per (server slug, label) straight from raw rows (each GPU sample: the interval)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT m.slug, coalesce(s.bottleneck_label, 'unclassified'), count(*) * m.sample_interval_seconds / 3600 "
+            "SELECT m.slug, coalesce(l.label, 'unclassified'), count(*) * m.sample_interval_seconds / 3600 "
             "FROM monitoring_snapshot s JOIN monitoring_gpusample g "
             "ON g.server_id = s.server_id AND g.collected_at = s.collected_at "
+            "LEFT JOIN monitoring_snapshotlabel l ON l.server_id = s.server_id AND l.collected_at = s.collected_at "
             "JOIN monitoring_monitoredserver m ON m.id = s.server_id "
             "WHERE s.collected_at >= %s GROUP BY 1, 2, m.sample_interval_seconds",
             [since],

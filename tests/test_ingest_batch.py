@@ -16,6 +16,7 @@ from monitoring.models import DiskSample, GpuSample, MonitoredServer, Snapshot, 
 from monitoring.tasks import classify_server
 from tests import samples
 from tests.conftest import process_env, register
+from tests.labelled import unlabelled
 
 pytestmark = pytest.mark.django_db
 
@@ -190,7 +191,7 @@ def test_one_classification_request_for_a_batch(ingest, box, monkeypatch, django
         post(ingest, box, batch(range(20)))
     assert requested == [box.server.id]
     classify_server(box.server.id)
-    assert not Snapshot.objects.filter(server=box.server, bottleneck_label__isnull=True).exists()
+    assert unlabelled(box.server) == 0
 
 
 def test_gzip_bodies_are_read_in_every_form(ingest, box):

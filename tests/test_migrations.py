@@ -15,6 +15,16 @@ from monitoring.tiers import definitions as tiers
 BEFORE_DAY_TIER = ("monitoring", "0007_host_gpu_totals")
 
 
+def server_at(slug: str) -> int:
+    """A server row, written as the schema of any migration has it (raw SQL: the model is today's)."""
+    return fetch(
+        "INSERT INTO monitoring_monitoredserver (slug, name, hostname, is_active, token_hash, last_agent_version, "
+        "agent_platform, agent_python, agent_labels, snapshot_count, created_at, description) "
+        "VALUES (%s, %s, '', true, '', '', '', '', '{}', 0, now(), '') RETURNING id",
+        [slug, slug],
+    )[0][0]
+
+
 def migrate(target: tuple[str, str] | None) -> None:
     executor = MigrationExecutor(connection)
     if target is None:  # the newest
@@ -40,7 +50,7 @@ def before_day_tier(tier_db):
 
 
 def test_the_day_tier_keeps_what_the_hour_tier_held(before_day_tier):
-    server = MonitoredServer.objects.create(slug="old-box", name="Old Box")
+    server = MonitoredServer(id=server_at("old-box"))
     hours = [datetime(2026, 11, 20, h, tzinfo=UTC) for h in (10, 11)] + [datetime(2026, 11, 21, 3, tzinfo=UTC)]
     with connection.cursor() as cursor:
         for hour in hours:
@@ -79,3 +89,93 @@ def test_the_day_tier_keeps_what_the_hour_tier_held(before_day_tier):
     assert fetch(f"SELECT count(*), sum(gpu_count_sum) FROM {totals.relation('1h')}") == [(3, 2400)]
     with pytest.raises(ProgrammingError, match=label["idle"]):
         fetch(f"SELECT {label['idle']} FROM {totals.relation('1h')}")
+
+
+BEFORE_LABELS = ("monitoring", "0009_tierdirty_marked_at")
+LABELS_MOVED = ("monitoring", "0010_snapshot_labels")
+
+
+@pytest.fixture
+def before_labels(tier_db):
+    migrate(BEFORE_LABELS)
+    try:
+        yield
+    finally:
+        migrate(None)
+
+
+def test_labels_move_out_of_the_snapshots_and_back(before_labels):
+    server = server_at("old-labels")
+    start = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        # Five snapshots of 4 GPUs: three labelled before the move, two not yet.
+        for i, label in enumerate(["gpu-bound", "gpu-bound", "idle", None, None]):
+            cursor.execute(
+                "INSERT INTO monitoring_snapshot (server_id, collected_at, received_at, gpu_count, bottleneck_label, "
+                "bottleneck_confidence, bottleneck_reason, bottleneck_rules_version, classified_at) "
+                "VALUES (%s, %s, %s, 4, %s, %s, %s, %s, %s)",
+                [
+                    server,
+                    start.replace(second=2 * i),
+                    start,
+                    label,
+                    label and 0.9,
+                    label and "why",
+                    label and 1,
+                    label and start,
+                ],
+            )
+        # An hour whose raw rows are long gone, as the snapshot tiers kept it: 75 gpu-bound, 25 idle.
+        old = datetime(2026, 6, 1, 3, tzinfo=UTC)
+        for tier in ("1m", "1h") if tiers.installed_backend() == "rollup" else ():
+            cursor.execute(
+                f"INSERT INTO monitoring_snapshot_{tier} (server_id, bucket, sample_count, bn_gpu_bound, bn_idle) "
+                "VALUES (%s, %s, 100, 75, 25)",
+                [server, old],
+            )
+            cursor.execute(
+                f"INSERT INTO monitoring_snapshot_p2_{tier} (server_id, bucket, sample_count, gpu_count_sum, "
+                "gpu_count_bn_gpu_bound, gpu_count_bn_idle) VALUES (%s, %s, 100, 400, 300, 100)",
+                [server, old],
+            )
+    migrate(LABELS_MOVED)
+    assert fetch(
+        "SELECT collected_at, label, confidence, reason, gpu_count FROM monitoring_snapshotlabel ORDER BY 1"
+    ) == [
+        (start, "gpu-bound", 0.9, "why", 4),
+        (start.replace(second=2), "gpu-bound", 0.9, "why", 4),
+        (start.replace(second=4), "idle", 0.9, "why", 4),
+    ]
+    assert fetch("SELECT unlabelled_from FROM monitoring_monitoredserver WHERE id = %s", [server]) == [
+        (start.replace(second=6),)
+    ]
+    # Nothing was rewritten: the snapshots keep what they had.
+    assert fetch("SELECT count(bottleneck_label) FROM monitoring_snapshot") == [(3,)]
+    if tiers.installed_backend() == "rollup":
+        # The labels' tiers hold what the snapshot tiers kept, the old hour included.
+        for tier in ("1m", "1h"):
+            assert fetch(
+                f"SELECT sample_count, bn_gpu_bound, bn_idle, gpu_count_bn_gpu_bound, gpu_count_bn_idle "
+                f"FROM monitoring_snapshotlabel_{tier} WHERE bucket = %s",
+                [old],
+            ) == [(100, 75, 25, 300, 100)]
+        assert fetch("SELECT sample_count, bn_gpu_bound FROM monitoring_snapshotlabel_1d") == [(100, 75)]
+    else:
+        assert fetch("SELECT count(*) FROM monitoring_snapshotlabel_1m") == [(0,)]  # until beat refreshes
+    # A label given after the move goes back into its snapshot when the move is undone.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO monitoring_snapshotlabel (server_id, collected_at, label, confidence, reason, rules_version, "
+            "classified_at, gpu_count) VALUES (%s, %s, 'cpu-bound', 0.7, 'later', 1, now(), 4)",
+            [server, start.replace(second=6)],
+        )
+    migrate(BEFORE_LABELS)
+    assert fetch("SELECT bottleneck_label FROM monitoring_snapshot ORDER BY collected_at") == [
+        ("gpu-bound",),
+        ("gpu-bound",),
+        ("idle",),
+        ("cpu-bound",),
+        (None,),
+    ]
+    for relation in ("monitoring_snapshotlabel", "monitoring_snapshotlabel_1m", "monitoring_snapshotlabel_1d"):
+        assert fetch("SELECT to_regclass(%s)", [relation]) == [(None,)]

@@ -12,7 +12,7 @@ import requests
 from django.test import Client
 
 from monitoring import queue
-from monitoring.models import Snapshot
+from monitoring.models import Snapshot, SnapshotLabel
 from tests import samples
 from tests.conftest import eventually, free_port, process_env, register, wait_for_port
 
@@ -29,7 +29,7 @@ def post(base: str, node, payload, timeout: float = 5.0) -> requests.Response:
 
 
 def classified(node) -> int:
-    return Snapshot.objects.filter(server=node.server, bottleneck_label__isnull=False).count()
+    return SnapshotLabel.objects.filter(server_id=node.server.id).count()
 
 
 def series(count: int, start_seconds_ago: float = 120.0):
@@ -46,7 +46,7 @@ def test_samples_posted_over_http_are_classified_within_seconds(processes):
     for payload in payloads:
         assert post(base, node, payload).status_code == 200
     eventually(lambda: classified(node) == 20, timeout=20, message="all 20 snapshots classified")
-    labels = set(Snapshot.objects.values_list("bottleneck_label", flat=True))
+    labels = set(SnapshotLabel.objects.values_list("label", flat=True))
     assert labels == {"gpu-bound"}
     # A resend after classification answers with the label.
     again = post(base, node, payloads[0]).json()

@@ -47,7 +47,9 @@ def test_it_seeds_every_label_and_leaves_the_tiers_up_to_date():
     assert 2 * 8640 - 2 <= server.snapshot_count <= 2 * 8640 + 2
     assert scalar("SELECT count(*) FROM monitoring_gpusample") == 4 * server.snapshot_count
     assert scalar("SELECT count(*) FROM monitoring_disksample") == 2 * server.snapshot_count
-    labels = {row for row in scalar("SELECT array_agg(DISTINCT bottleneck_label) FROM monitoring_snapshot")}
+    labels = {row for row in scalar("SELECT array_agg(DISTINCT label) FROM monitoring_snapshotlabel")}
+    assert scalar("SELECT count(*) FROM monitoring_snapshotlabel") == server.snapshot_count
+    assert server.unlabelled_from is None
     assert labels == set(LABELS)
     assert scalar("SELECT sum(sample_count) FROM monitoring_snapshot_1m") == server.snapshot_count
     assert scalar("SELECT sum(sample_count) FROM monitoring_snapshot_1h") == server.snapshot_count

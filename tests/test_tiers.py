@@ -48,16 +48,14 @@ def seed(slug: str, hours: float) -> MonitoredServer:
 def direct(family: tiers.Family, width: str, server_id: int) -> dict:
     """The tier computed straight from raw rows, keyed by (key, bucket)."""
     key = f"{family.key}, " if family.key else ""
-    cols = ", ".join(f"{how}({m})" for m, how in family.plain)
+    cols = "".join(f", {how}({m})" for m, how in family.plain)
     labels = ""
     if family.labels:
-        labels += ", " + ", ".join(f"count(*) FILTER (WHERE bottleneck_label = '{label}')" for label in LABELS)
+        labels += ", " + ", ".join(f"count(*) FILTER (WHERE label = '{label}')" for label in LABELS)
     for m in family.label_sums:
-        labels += ", " + ", ".join(
-            f"coalesce(sum({m}) FILTER (WHERE bottleneck_label = '{label}'), 0)" for label in LABELS
-        )
+        labels += ", " + ", ".join(f"coalesce(sum({m}) FILTER (WHERE label = '{label}'), 0)" for label in LABELS)
     rows = fetch(
-        f"SELECT {key}time_bucket(INTERVAL '{width}', collected_at) AS b, count(*), {cols}{labels} "
+        f"SELECT {key}time_bucket(INTERVAL '{width}', collected_at) AS b, count(*){cols}{labels} "
         f"FROM {family.raw} WHERE server_id = %s GROUP BY {key}b",
         [server_id],
     )
@@ -66,11 +64,11 @@ def direct(family: tiers.Family, width: str, server_id: int) -> dict:
 
 def stored(family: tiers.Family, tier: str, server_id: int) -> dict:
     key = f"{family.key}, " if family.key else ""
-    cols = ", ".join(f"{m}_{how}" for m, how in family.plain)
+    cols = "".join(f", {m}_{how}" for m, how in family.plain)
     labels = ", " + ", ".join(tiers.label_column(label) for label in LABELS) if family.labels else ""
     labels += "".join(", " + ", ".join(tiers.label_column(label, m) for label in LABELS) for m in family.label_sums)
     rows = fetch(
-        f"SELECT {key}bucket, sample_count, {cols}{labels} FROM {family.relation(tier)} WHERE server_id = %s",
+        f"SELECT {key}bucket, sample_count{cols}{labels} FROM {family.relation(tier)} WHERE server_id = %s",
         [server_id],
     )
     return {tuple(r[: 2 if family.key else 1]): r[2 if family.key else 1 :] for r in rows}
@@ -139,10 +137,10 @@ def test_a_late_sample_reaches_the_day_tier():
     day = tiers.floor(minute, tiers.WIDTH["1d"])
     feed(node, 10, minute)
     refresh_all()
-    labelled = " + ".join(tiers.label_column(label, "gpu_count") for label in LABELS)
+    labelled = " + ".join("l." + tiers.label_column(label, "gpu_count") for label in LABELS)
     query = (
-        f"SELECT sample_count, gpu_count_sum, {labelled} FROM {tiers.PARTS['host'][1].relation('1d')} "
-        "WHERE server_id = %s AND bucket = %s"
+        f"SELECT t.sample_count, t.gpu_count_sum, {labelled} FROM {tiers.PARTS['host'][1].relation('1d')} t "
+        f"JOIN {tiers.LABEL.relation('1d')} l USING (server_id, bucket) WHERE server_id = %s AND bucket = %s"
     )
     gpus = len(samples.sample()["gpus"])
     assert fetch(query, [node.server.id, day]) == [(10, 10 * gpus, 10 * gpus)]
@@ -167,7 +165,9 @@ def test_labels_that_arrive_after_the_rollup_are_counted():
     )
     classify_server(node.server.id)
     refresh_all()
-    assert fetch("SELECT bn_gpu_bound FROM monitoring_snapshot_1m WHERE server_id = %s", [node.server.id]) == [(5,)]
+    assert fetch("SELECT bn_gpu_bound FROM monitoring_snapshotlabel_1m WHERE server_id = %s", [node.server.id]) == [
+        (5,)
+    ]
 
 
 def test_the_history_tail_includes_the_newest_raw_sample(settings):
@@ -224,7 +224,7 @@ def test_history_from_tiers_matches_raw_for_the_same_buckets(settings):
 
 
 def test_every_label_of_the_mix_is_a_column():
-    names = {name for name, _ in tiers.tier_columns(tiers.SNAPSHOT)}
+    names = {name for name, _ in tiers.tier_columns(tiers.LABEL)}
     assert {tiers.label_column(label) for label in LABELS} <= names
 
 

@@ -194,15 +194,15 @@ METRICS: tuple[Metric, ...] = (
         api=("disk", "util_percent"),
         echo="disk_util_percent",
     ),
-    # The tiers sum the GPUs of every sample (GPU samples per bucket), in all and per bottleneck
-    # label: the fleet report's GPU-hours.
+    # The tiers sum the GPUs of every sample (GPU samples per bucket): the fleet report's
+    # GPU-hours. Per bottleneck label, the label tiers sum it (a label row carries its snapshot's).
     host(
         "gpu_count",
         "integer",
         title="GPUs",
         column="smallint",
         derived=("count", "gpu"),
-        tier=("sum", "label_sum"),
+        tier=("sum",),
         tier_part=2,
         history=False,
     ),

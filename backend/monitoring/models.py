@@ -55,6 +55,12 @@ class MonitoredServer(models.Model):
     bottleneck_label = models.CharField(max_length=32, null=True, blank=True, editable=False)
     bottleneck_since = models.DateTimeField(null=True, blank=True, editable=False)
     bottleneck_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Every snapshot collected before this time is labelled (null: every snapshot is). Ingest
+    # moves it back to the oldest sample it writes; the classifier moves it on (see classify/runner.py).
+    unlabelled_from = models.DateTimeField(null=True, blank=True, editable=False)
+    # The newest sample's counters (as ingest/store.py writes them): its successor's rates, for a
+    # web process that did not write it.
+    latest_counters = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -141,7 +147,10 @@ def _server_fk():
 
 
 class Snapshot(models.Model):
-    """One sample of a host: every host field, derived rates, and the bottleneck."""
+    """One sample of a host: every host field and derived rate. Written once, never updated:
+    its bottleneck is a row of SnapshotLabel. (The table still has the bottleneck columns that
+    labels were kept in until they moved: the first tiers' definitions read them, and they are
+    null for every snapshot since.)"""
 
     server = _server_fk()
     collected_at = TimescaleDateTimeField(interval="1 day")
@@ -150,25 +159,30 @@ class Snapshot(models.Model):
     # Every host metric of the catalogue, sent or derived.
     vars().update(metric_fields("host"))
 
-    # Filled by the classifier; a null label means "not classified yet".
-    bottleneck_label = models.CharField(max_length=32, null=True)
-    bottleneck_confidence = models.FloatField(null=True)
-    bottleneck_reason = models.TextField(null=True)
-    bottleneck_rules_version = models.SmallIntegerField(null=True)
-    # When the classifier wrote the label: classified_at - received_at is the classification lag.
-    classified_at = models.DateTimeField(null=True)
-
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["server", "collected_at"], name="snapshot_server_time_uniq"),
         ]
-        indexes = [
-            # Lets the classifier find its work without scanning classified rows.
-            models.Index(
-                fields=["server", "collected_at"],
-                name="snapshot_unclassified_idx",
-                condition=models.Q(bottleneck_label__isnull=True),
-            ),
+
+
+class SnapshotLabel(models.Model):
+    """The classifier's verdict on one snapshot, keyed like it and appended once. It carries
+    what the label tiers need of the snapshot (its GPU count, for GPU-hours per label), since a
+    continuous aggregate cannot join two hypertables."""
+
+    server = _server_fk()
+    collected_at = TimescaleDateTimeField(interval="1 day")
+    label = models.CharField(max_length=32)
+    confidence = models.FloatField()
+    reason = models.TextField()
+    rules_version = models.SmallIntegerField()
+    # classified_at - the snapshot's received_at is the classification lag.
+    classified_at = models.DateTimeField()
+    gpu_count = models.SmallIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server", "collected_at"], name="snapshotlabel_server_time_uniq"),
         ]
 
 
@@ -264,7 +278,13 @@ class MaintenanceRun(models.Model):
         return self.failed_at is not None and (self.succeeded_at is None or self.failed_at > self.succeeded_at)
 
 
-SAMPLE_TABLES = ("monitoring_snapshot", "monitoring_gpusample", "monitoring_disksample", "monitoring_xiderror")
+SAMPLE_TABLES = (
+    "monitoring_snapshot",
+    "monitoring_snapshotlabel",
+    "monitoring_gpusample",
+    "monitoring_disksample",
+    "monitoring_xiderror",
+)
 
 
 @receiver(pre_delete, sender=MonitoredServer)

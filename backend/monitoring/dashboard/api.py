@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from .. import catalogue, report
 from ..catalogue import title_for
-from ..models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, XidError
+from ..models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, SnapshotLabel, XidError
 from ..report import HistoryRequestError, history_for, xid_event
 from ..responses import error, gzipped, json_response
 from .auth import dashboard_api
@@ -115,16 +115,17 @@ def _latest_two(server: MonitoredServer) -> list[Snapshot]:
 
 
 def _bottleneck(snapshot: Snapshot, server: MonitoredServer) -> dict | None:
-    if snapshot.bottleneck_label is None:
+    verdict = SnapshotLabel.objects.filter(server_id=server.id, collected_at=snapshot.collected_at).first()
+    if verdict is None:
         return None
     since = None
-    if server.bottleneck_label == snapshot.bottleneck_label and server.bottleneck_since is not None:
+    if server.bottleneck_label == verdict.label and server.bottleneck_since is not None:
         since = server.bottleneck_since.isoformat()
     return {
-        "label": snapshot.bottleneck_label,
-        "title": title_for(snapshot.bottleneck_label),
-        "confidence": snapshot.bottleneck_confidence,
-        "reason": snapshot.bottleneck_reason,
+        "label": verdict.label,
+        "title": title_for(verdict.label),
+        "confidence": verdict.confidence,
+        "reason": verdict.reason,
         "since": since,
     }
 

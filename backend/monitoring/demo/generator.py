@@ -23,6 +23,7 @@ class Row:
     at: datetime
     phase: Phase
     snapshot: dict
+    label: dict  # the snapshot's label row, as the classifier would write it
     gpus: list[dict] = field(default_factory=list)
     disks: list[dict] = field(default_factory=list)
 
@@ -159,13 +160,18 @@ class Generator:
             "gpu_top_util_percent": top if self.gpu_count else None,
             "gpu_util_total_percent": util_total if self.gpu_count else None,
             "gpu_energy_joules": joules_total if self.gpu_count else None,
-            "bottleneck_label": phase.label,
-            "bottleneck_confidence": confidence,
-            "bottleneck_reason": phase.reason,
-            "bottleneck_rules_version": RULES_VERSION,
-            "classified_at": at,
         }
-        return Row(at, phase, snapshot, gpus, disks)
+        label = {
+            "server_id": self.server_id,
+            "collected_at": at,
+            "label": phase.label,
+            "confidence": confidence,
+            "reason": phase.reason,
+            "rules_version": RULES_VERSION,
+            "classified_at": at,
+            "gpu_count": self.gpu_count,
+        }
+        return Row(at, phase, snapshot, label, gpus, disks)
 
 
 def columns(row: dict) -> str:

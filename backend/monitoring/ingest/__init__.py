@@ -16,6 +16,6 @@ from ..packages import public
 
 PUBLIC = {
     "views": ("ingest_metrics",),
-    "counters": ("forget_chunk", "record_bottleneck", "recount"),
+    "counters": ("forget_chunk", "record_pass", "recount"),
 }
 __all__, __getattr__, __dir__ = public(__name__, PUBLIC)

@@ -7,11 +7,14 @@ every snapshot, GPU, disk and XID row and the server's bookkeeping (data-modifyi
 arrays), all inside the request's transaction.
 
 The stored sample before the first: each web process keeps the counters of the newest sample it
-wrote per server (an agent's keep-alive connection stays on one process), and the statement
-writes only if that sample is still the server's newest (`guard`, under the server row's lock).
-Otherwise (the first sample after a restart, a sample another process took, a late sample) it is
-read from the database, and the statement runs again without the guard. Either way the rates
-are the same.
+wrote per server (an agent's keep-alive connection stays on one process); the server row keeps
+them too (`latest_counters`, written by the same statement), for a process that does not (after a
+restart, or behind a proxy that spreads an agent's requests over the processes): one small read
+of that row. The statement writes only if that sample is still the server's newest (`guard`,
+under the server row's lock); if not (another process wrote since) it writes nothing and returns
+the newest sample's counters, and runs again with them. Only a late sample (older than the
+server's newest) reads the stored sample before it from the hypertables. Either way the rates are
+the same.
 """
 
 from __future__ import annotations
@@ -75,8 +78,8 @@ SNAPSHOT_NAMES = ", ".join(c for c, _ in SNAPSHOT_COLUMNS)
 # `sent`: every sample's snapshot row, and the seconds since its previous sample (`interval`).
 # `expected`: the newest stored sample's time as this process knows it, or null (then the
 # previous sample was read in this transaction). The last rows say what happened besides the
-# snapshots written: (the server's newest sample after this statement, 0), and (null, -1) if the
-# guard failed and nothing was written.
+# snapshots written: (the server's newest sample after this statement, 0, its counters), and
+# (null, -1) if the guard failed and nothing was written.
 WRITE_SQL = f"""
 WITH guard AS (
     SELECT FROM monitoring_monitoredserver
@@ -97,10 +100,12 @@ snap AS (
 {_rows_insert("disks", TABLES["disk"], (*AT, *DEVICE_COLUMNS["disk"]))},
 {_rows_insert("xids", "monitoring_xiderror", (*AT, *XID_COLUMNS))},
 {counters.INGEST_CTES}
-SELECT collected_at, id FROM snap
-UNION ALL SELECT latest_snapshot_at, {LATEST} FROM server
-UNION ALL SELECT NULL, {GUARD_FAILED} WHERE %(expected)s::timestamptz IS NOT NULL AND NOT EXISTS (SELECT FROM guard)
+SELECT collected_at, id, NULL::jsonb FROM snap
+UNION ALL SELECT latest_snapshot_at, {LATEST}, latest_counters FROM server
+UNION ALL SELECT NULL, {GUARD_FAILED}, NULL WHERE %(expected)s::timestamptz IS NOT NULL AND NOT EXISTS (SELECT FROM guard)
 """
+# The server's newest sample and its counters, as the last statement that wrote it left them.
+HELD_SQL = "SELECT latest_snapshot_at, latest_counters FROM monitoring_monitoredserver WHERE id = %s"
 
 HOST_COUNTERS = catalogue.counters("host")
 
@@ -133,8 +138,10 @@ SELECT collected_at FROM monitoring_snapshot
 WHERE server_id = %(server)s AND collected_at > %(first)s AND collected_at <= %(last)s
 """
 STORED_SQL = f"""
-SELECT id, bottleneck_label, {", ".join(m.name for m in ECHOED)}
-FROM monitoring_snapshot WHERE server_id = %(server)s AND collected_at = %(at)s
+SELECT s.id, l.label, {", ".join(f"s.{m.name}" for m in ECHOED)}
+FROM monitoring_snapshot s
+LEFT JOIN monitoring_snapshotlabel l ON l.server_id = s.server_id AND l.collected_at = s.collected_at
+WHERE s.server_id = %(server)s AND s.collected_at = %(at)s
 """
 
 
@@ -164,18 +171,25 @@ def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datet
     caller's transaction or one of its own. A sample already stored, or twice in `samples`, is
     written once. Returns, per collected_at written now, (snapshot id, the echoed figures)."""
     unique = sorted({s.collected_at: s for s in reversed(samples)}.values(), key=lambda s: s.collected_at)
-    known = _newest.pop(server_id, None)
-    if known is not None and known.collected_at >= unique[0].collected_at:
-        known = None  # a late sample: what lies before it is in the database
+    first = unique[0].collected_at
+    known, asked = _newest.pop(server_id, None), False
     # No savepoint inside the caller's transaction: it would cost two round trips per request.
     with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
-        rows = _derive(cursor, server_id, unique, known)
-        result = _write(cursor, server_id, rows, agent, now, known)
-        if result is None:
-            # Another process wrote a newer sample since: read what is stored, and write again.
-            rows = _derive(cursor, server_id, unique)
-            result = _write(cursor, server_id, rows, agent, now, None)
-    written, latest = result
+        if known is None:
+            # Not held here (a restart, or another process wrote the last one): the server row
+            # has the newest sample's counters.
+            cursor.execute(HELD_SQL, [server_id], prepare=True)
+            known, asked = _held(*cursor.fetchone()), True
+        while True:
+            if known is not None and known.collected_at >= first:
+                known = None  # a late sample: what lies before it is in the database
+            rows = _derive(cursor, server_id, unique, known)
+            written, latest, held = _write(cursor, server_id, rows, agent, now, known)
+            if written is not None:
+                break
+            # Another process wrote a newer sample since: the statement said which, once; after
+            # that, read what is stored.
+            known, asked = (held, True) if not asked else (None, True)
     newest = unique[-1]
     if newest.collected_at in written and newest.collected_at == latest:
         if len(_newest) > 100_000:
@@ -189,24 +203,57 @@ def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datet
 
 
 def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime, known: Previous | None):
-    """Run WRITE_SQL; returns ({collected_at: snapshot id} written, the server's newest sample
-    after it), or None if `known` was no longer the server's newest (nothing written)."""
+    """Run WRITE_SQL; returns ({collected_at: snapshot id} written, or None if `known` was no
+    longer the server's newest and nothing was written; the server's newest sample after it; what
+    the server row holds of it)."""
     params = {"server": server_id, "now": now, "expected": known.collected_at if known else None}
+    newest = rows[-1][0]
+    params["newest_at"], params["newest_counters"] = newest.collected_at, _counters_json(_as_previous(newest))
     params["snap"] = _json_rows([{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows])
     params["gpus"] = _json_rows([g for _, dev, _, _ in rows for g in dev["gpu"]])
     params["disks"] = _json_rows([d for _, dev, _, _ in rows for d in dev["disk"]])
     params["xids"] = _json_rows([x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])])
     params.update(_agent_params(agent))
     cursor.execute(WRITE_SQL, params, prepare=True)
-    written, latest = {}, None
-    for at, snapshot_id in cursor.fetchall():
+    written, latest, held, failed = {}, None, None, False
+    for at, snapshot_id, kept in cursor.fetchall():
         if snapshot_id == GUARD_FAILED:
-            return None
-        if snapshot_id == LATEST:
-            latest = at
+            failed = True
+        elif snapshot_id == LATEST:
+            latest, held = at, _held(at, kept)
         else:
             written[at] = snapshot_id
-    return written, latest
+    return (None if failed else written), latest, held
+
+
+def _counters_json(previous: Previous) -> str:
+    """A sample's counters as the server row keeps them (`latest_counters`)."""
+    return msgspec.json.encode(
+        {
+            "at": previous.collected_at,
+            "host": [previous.host.get(c) for c in HOST_COUNTERS],
+            **{
+                block: [
+                    [key, *(row.get(c) for c in DEVICE_COUNTERS[block])] for key, row in previous.devices[block].items()
+                ]
+                for block in DEVICE_BLOCKS
+            },
+        }
+    ).decode()
+
+
+def _held(latest: datetime | None, kept) -> Previous | None:
+    """What the server row holds of its newest sample, if it is that sample's (a bulk load or
+    retention may have moved the newest time without it)."""
+    if latest is None or kept is None:
+        return None
+    kept = json.loads(kept) if isinstance(kept, str) else kept
+    if datetime.fromisoformat(kept["at"]) != latest:
+        return None
+    devices = {
+        block: {item[0]: dict(zip(DEVICE_COUNTERS[block], item[1:])) for item in kept[block]} for block in DEVICE_BLOCKS
+    }
+    return Previous(latest, dict(zip(HOST_COUNTERS, kept["host"])), devices)
 
 
 def _echo(host: dict, derived: dict) -> dict:

@@ -101,24 +101,27 @@ _COLUMNS = ["snapshots", "gpu_samples", "util", *_LABEL_SUMS, "joules"]
 
 
 def _tier_piece(tier: str, index: int) -> str:
-    labels = ", ".join(f"{c}::float8" for c in _LABEL_SUMS)
+    labels = ", ".join(f"{tiers.label_read(TOTALS, label, 'l', 't')}::float8" for label in LABELS)
     return (
         # float8 throughout: continuous aggregates' sums of sums are numeric, slower to add up.
-        f"SELECT server_id, date_trunc('day', bucket AT TIME ZONE 'UTC'), sample_count::float8, "
-        f"gpu_count_sum::float8, gpu_util_total_percent_sum::float8, {labels}, "
-        f"coalesce(gpu_energy_joules_sum, 0)::float8 FROM {TOTALS.relation(tier)} "
-        f"WHERE bucket >= %(lo_{index})s AND bucket < %(hi_{index})s AND gpu_count_sum > 0"
+        f"SELECT t.server_id, date_trunc('day', t.bucket AT TIME ZONE 'UTC'), t.sample_count::float8, "
+        f"t.gpu_count_sum::float8, t.gpu_util_total_percent_sum::float8, {labels}, "
+        f"coalesce(t.gpu_energy_joules_sum, 0)::float8 FROM {TOTALS.relation(tier)} t "
+        f"LEFT JOIN {tiers.LABEL.relation(tier)} l USING (server_id, bucket) "
+        f"WHERE t.bucket >= %(lo_{index})s AND t.bucket < %(hi_{index})s AND t.gpu_count_sum > 0"
     )
 
 
 def _raw_piece(index: int) -> str:
-    labels = ", ".join(f"(sum(gpu_count) FILTER (WHERE bottleneck_label = '{label}'))::float8" for label in LABELS)
+    labels = ", ".join(f"(sum(s.gpu_count) FILTER (WHERE l.label = '{label}'))::float8" for label in LABELS)
+    bounds = f"collected_at >= %(lo_{index})s AND {{t}}.collected_at < %(hi_{index})s"
     return (
-        "SELECT server_id, date_trunc('day', collected_at AT TIME ZONE 'UTC') AS day, count(*)::float8, "
-        f"sum(gpu_count)::float8, sum(gpu_util_total_percent), {labels}, coalesce(sum(gpu_energy_joules), 0) "
-        "FROM monitoring_snapshot "
-        f"WHERE collected_at >= %(lo_{index})s AND collected_at < %(hi_{index})s AND gpu_count > 0 "
-        "GROUP BY server_id, date_trunc('day', collected_at AT TIME ZONE 'UTC')"
+        "SELECT s.server_id, date_trunc('day', s.collected_at AT TIME ZONE 'UTC') AS day, count(*)::float8, "
+        f"sum(s.gpu_count)::float8, sum(s.gpu_util_total_percent), {labels}, coalesce(sum(s.gpu_energy_joules), 0) "
+        f"FROM monitoring_snapshot s LEFT JOIN {tiers.LABEL.raw} l "
+        f"ON l.server_id = s.server_id AND l.collected_at = s.collected_at AND l.{bounds.format(t='l')} "
+        f"WHERE s.{bounds.format(t='s')} AND s.gpu_count > 0 "
+        "GROUP BY s.server_id, date_trunc('day', s.collected_at AT TIME ZONE 'UTC')"
     )
 
 
@@ -141,7 +144,7 @@ def report_sql(pieces: list[tuple[str, datetime, datetime]]) -> str:
 
 def fleet_horizons() -> dict[str, datetime | None]:
     """Per tier, the time before which its buckets are final for every server (None: nothing)."""
-    return tiers.horizons(None, TOTALS)
+    return tiers.horizons(None, TOTALS, tiers.LABEL)
 
 
 def pieces(window: Window) -> list[tuple[str, datetime, datetime]]:

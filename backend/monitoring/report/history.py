@@ -43,12 +43,15 @@ def _shown(block: str) -> tuple[tuple[str, str, int], ...]:
 SHOWN = {block: _shown(block) for block in tiers.PARTS}
 SNAPSHOT_METRICS = tuple(m for m, _, _ in SHOWN["host"])
 DEVICE_BLOCKS = ("gpu", "disk")
+# The block whose points carry the bottleneck (from the labels' family).
+LABELLED = "host"
 
 RAW_SNAPSHOTS_SQL = f"""
-SELECT collected_at, extract(epoch FROM collected_at)::float8, {", ".join(SNAPSHOT_METRICS)}, bottleneck_label
-FROM monitoring_snapshot
-WHERE server_id = %(server)s AND collected_at > %(start)s AND collected_at <= %(end)s
-ORDER BY collected_at DESC LIMIT %(limit)s
+SELECT s.collected_at, extract(epoch FROM s.collected_at)::float8, {", ".join(f"s.{m}" for m in SNAPSHOT_METRICS)},
+       (SELECT l.label FROM monitoring_snapshotlabel l WHERE l.server_id = s.server_id AND l.collected_at = s.collected_at)
+FROM monitoring_snapshot s
+WHERE s.server_id = %(server)s AND s.collected_at > %(start)s AND s.collected_at <= %(end)s
+ORDER BY s.collected_at DESC LIMIT %(limit)s
 """
 RAW_DEVICES_SQL = """
 SELECT extract(epoch FROM collected_at)::float8, {key}, {metrics} FROM {table}
@@ -211,17 +214,27 @@ def _part(block: str, piece: tuple[str, datetime, datetime], index: int) -> str:
     kind = piece[0]
     parts = tiers.PARTS[block]
     first = parts[0]
-    key = f"{first.key}, " if first.key else ""
+    key = f"r.{first.key}, " if first.key else ""
+    labelled = block == LABELLED
     if kind == "raw":
-        cols = ["time_bucket(%(res)s::interval, collected_at) AS b"]
+        cols = ["time_bucket(%(res)s::interval, r.collected_at) AS b"]
         for m, how, _ in SHOWN[block]:
-            cols.append(f"{m} AS s_{m}")
+            cols.append(f"r.{m} AS s_{m}")
             if how == "avg":
-                cols.append(f"({m} IS NOT NULL)::int::float8 AS w_{m}")
-        if first.labels:
-            cols += [f"(bottleneck_label = '{label}')::int::float8 AS {tiers.label_column(label)}" for label in LABELS]
-        where = f"collected_at >= %(from_{index})s AND collected_at <= %(to_{index})s"
-        return f"SELECT {key}{', '.join(cols)} FROM {first.raw} WHERE server_id = %(server)s AND {where}"
+                cols.append(f"(r.{m} IS NOT NULL)::int::float8 AS w_{m}")
+        bounds = f"collected_at >= %(from_{index})s AND {{t}}.collected_at <= %(to_{index})s"
+        joins = ""
+        if labelled:
+            cols += [f"(l.label = '{label}')::int::float8 AS {tiers.label_column(label)}" for label in LABELS]
+            joins = (
+                f" LEFT JOIN {tiers.LABEL.raw} l ON l.server_id = r.server_id AND l.collected_at = r.collected_at"
+                f" AND l.{bounds.format(t='l')}"
+            )
+        return (
+            f"SELECT {key}{', '.join(cols)} FROM {first.raw} r{joins} "
+            f"WHERE r.server_id = %(server)s AND r.{bounds.format(t='r')}"
+        )
+    key = f"{first.key}, " if first.key else ""
     cols = ["time_bucket(%(res)s::interval, bucket) AS b"]
     for m, how, part in SHOWN[block]:
         if how == "sum":
@@ -231,13 +244,16 @@ def _part(block: str, piece: tuple[str, datetime, datetime], index: int) -> str:
             f"t{part}.{m}_avg * t{part}.sample_count AS s_{m}",
             f"CASE WHEN t{part}.{m}_avg IS NULL THEN 0 ELSE t{part}.sample_count END::float8 AS w_{m}",
         ]
-    if first.labels:
-        cols += [f"t0.{tiers.label_column(label)}::float8" for label in LABELS]
     using = f"server_id, {key}bucket"
     used = {part for _, _, part in SHOWN[block]}
     joins = "".join(
         f" LEFT JOIN {p.relation(kind)} t{i} USING ({using})" for i, p in enumerate(parts[1:], 1) if i in used
     )
+    if labelled:
+        cols += [
+            f"{tiers.label_read(first, label, 'tl', 't0')}::float8 AS {tiers.label_column(label)}" for label in LABELS
+        ]
+        joins += f" LEFT JOIN {tiers.LABEL.relation(kind)} tl USING ({using})"
     return (
         f"SELECT {key}{', '.join(cols)} FROM {first.relation(kind)} t0{joins} "
         f"WHERE t0.server_id = %(server)s AND t0.bucket >= %(from_{index})s AND t0.bucket < %(to_{index})s"
@@ -254,7 +270,7 @@ def tier_sql(block: str, pieces) -> str:
         # Two decimals are finer than any chart shows, and halve the size of a history.
         value = f"sum(s_{m}) / NULLIF(sum(w_{m}), 0)" if how == "avg" else f"sum(s_{m})"
         cols.append(f"round(({value})::numeric, 2)::float8")
-    if first.labels:
+    if block == LABELLED:
         cols += [f"sum({tiers.label_column(label)})" for label in LABELS]
     order = f"b, {first.key}" if first.key else "b"
     return f"SELECT {key}{', '.join(cols)} FROM ({union}) parts GROUP BY {key}b ORDER BY {order}"

@@ -15,6 +15,7 @@ from ..packages import public
 PUBLIC = {
     "definitions": (
         "ALL_TIERS",
+        "LABEL",
         "PARTS",
         "WIDTH",
         "edition",
@@ -23,6 +24,7 @@ PUBLIC = {
         "horizons",
         "installed_backend",
         "label_column",
+        "label_read",
         "split",
     ),
     "refresher": ("mark_dirty_many", "refresh", "refresh_continuous", "refresh_rollups", "rollup_range"),

@@ -17,6 +17,7 @@ from django.utils import timezone
 # table: (segment by, order by); the unique columns must be among them.
 LAYOUT = {
     "monitoring_snapshot": ("server_id", "collected_at DESC"),
+    "monitoring_snapshotlabel": ("server_id", "collected_at DESC"),
     "monitoring_gpusample": ("server_id", "collected_at DESC, gpu_index"),
     "monitoring_disksample": ("server_id", "collected_at DESC, device"),
 }

@@ -3,7 +3,8 @@ and 1-day buckets of the fleet report's part.
 
 The relations are the same however they are made, `monitoring_{family}_{tier}` with
 per bucket: `sample_count`, `<metric>_avg` and `<metric>_max` of every metric the
-history shows, and (snapshots) the bottleneck mix `bn_<label>` (samples per label):
+history shows; the labels' family (`snapshotlabel`, from the classifier's label rows) holds the
+bottleneck mix `bn_<label>` (labelled samples per label) and the GPU samples per label:
 
 - `continuous`: real continuous aggregates (TimescaleDB's Timescale-licensed edition,
   e.g. the official Docker image), 1h built on 1m and 1d on 1h, materialized only (the
@@ -33,8 +34,8 @@ WIDTH = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(d
 INTERVAL = {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"}
 # Each tier is built from the one before it.
 SOURCE = {"1h": "1m", "1d": "1h"}
-# Families that also keep 1-day buckets: the fleet report's part, so that a month is 30 rows a server.
-DAILY = ("snapshot_p2",)
+# Families that also keep 1-day buckets: the fleet report's parts, so that a month is 30 rows a server.
+DAILY = ("snapshot_p2", "snapshotlabel")
 
 
 def label_column(label: str, metric: str | None = None) -> str:
@@ -54,7 +55,7 @@ class Family:
     # (metric, aggregate) in column order: `<metric>_<aggregate>` per bucket; a `label_sum`
     # is a column per label, `<metric>_bn_<label>`: the metric summed over that label's samples.
     aggregates: tuple[tuple[str, str], ...]
-    labels: bool = False
+    labels: bool = False  # a `bn_<label>` count per label, of the raw rows' `label`
     tiers: tuple[str, ...] = TIERS
 
     @property
@@ -99,16 +100,33 @@ def _families(block: str) -> tuple[Family, ...]:
         aggregates = tuple((m.name, how) for m in tiered if m.tier_part == part for how in m.tier)
         name = raw_name if part == 1 else f"{raw_name}_p{part}"
         own = (*TIERS, "1d") if name in DAILY else TIERS
-        families.append(
-            Family(name, raw_name, key, key_type, aggregates, labels=block == "host" and part == 1, tiers=own)
-        )
+        families.append(Family(name, raw_name, key, key_type, aggregates, tiers=own))
     return tuple(families)
 
 
 PARTS = {block: _families(block) for block in RAW}
 SNAPSHOT, GPU, DISK = (PARTS[block][0] for block in RAW)
+# The labels' family: per bucket, labelled snapshots per label and their GPUs per label.
+LABEL = Family(
+    "snapshotlabel", "snapshotlabel", None, None, (("gpu_count", "label_sum"),), labels=True, tiers=(*TIERS, "1d")
+)
+# What the snapshot families kept of the labels while labels were columns of the snapshot (until
+# migration 0010), by the metric summed per label (None: the count): their relations still have
+# these columns, named as the labels' family names its own, frozen since (zero for every newer
+# bucket). Where the labels' family has no bucket (history older than the raw rows it was made
+# from, on continuous aggregates), reads take them instead.
+LEGACY_LABELS = {"snapshot": None, "snapshot_p2": "gpu_count"}
+
+
+def label_read(family: Family, label: str, alias: str, legacy_alias: str) -> str:
+    """What `family` (`legacy_alias`, a snapshot family of LEGACY_LABELS) kept per label, read from
+    the labels' family (`alias`), or where it has no bucket, from `family`'s own frozen column."""
+    column = label_column(label, LEGACY_LABELS[family.name])
+    return f"coalesce({alias}.{column}, {legacy_alias}.{column})"
+
+
 # Every family, each block's parts in order (a coarser relation is built on its own part's finer one).
-FAMILIES = tuple(family for parts in PARTS.values() for family in parts)
+FAMILIES = (*(family for parts in PARTS.values() for family in parts), LABEL)
 # Every tier some family has, finest first.
 ALL_TIERS = tuple(dict.fromkeys(tier for family in FAMILIES for tier in family.tiers))
 
@@ -140,9 +158,9 @@ def select_from_raw(family: Family, tier: str, where: str = "", joins: str = "")
     cols = [f"time_bucket(INTERVAL '{INTERVAL[tier]}', r.collected_at) AS bucket", "count(*) AS sample_count"]
     cols += [f"{how}(r.{m}) AS {m}_{how}" for m, how in family.plain]
     if family.labels:
-        cols += [f"count(*) FILTER (WHERE r.bottleneck_label = '{label}') AS {label_column(label)}" for label in LABELS]
+        cols += [f"count(*) FILTER (WHERE r.label = '{label}') AS {label_column(label)}" for label in LABELS]
     cols += [
-        f"coalesce(sum(r.{m}) FILTER (WHERE r.bottleneck_label = '{label}'), 0) AS {label_column(label, m)}"
+        f"coalesce(sum(r.{m}) FILTER (WHERE r.label = '{label}'), 0) AS {label_column(label, m)}"
         for m in family.label_sums
         for label in LABELS
     ]
@@ -227,34 +245,40 @@ def watermark(cursor, relation: str) -> datetime | None:
     return row[0] if row else None
 
 
-def horizons(server_id: int | None, family: Family | None = None) -> dict[str, datetime | None]:
-    """Per tier of the family (the snapshots' by default), the time before which its buckets for
-    this server (None: for every server) are final: the end of its newest bucket (no later than
-    a continuous aggregate's watermark), or the oldest bucket marked dirty, whichever is earlier.
+def horizons(server_id: int | None, *read: Family) -> dict[str, datetime | None]:
+    """Per tier of the families read together (by default the snapshots' and the labels'; the
+    first's tiers), the time before which their buckets for this server (None: for every server)
+    are final: the end of the newest bucket each has (no later than a continuous aggregate's
+    watermark; a family with none does not count), or the oldest bucket marked dirty, whichever
+    is earliest.
 
     None means the tier holds nothing usable (read everything from finer data).
     """
-    family = family or SNAPSHOT
+    read = read or (SNAPSHOT, LABEL)
     backend = installed_backend()
     if backend is None:
-        return {tier: None for tier in family.tiers}
+        return {tier: None for tier in read[0].tiers}
     one = "" if server_id is None else " AND server_id = %(server)s"
     result = {}
     with connection.cursor() as cursor:
-        for tier in family.tiers:
-            relation = family.relation(tier)
-            # The server's newest bucket (what came after it, not labelled yet, is read from raw
-            # rows) and its oldest dirty one, in one round trip.
+        for tier in read[0].tiers:
+            relations = [family.relation(tier) for family in read if tier in family.tiers]
+            # Each relation's newest bucket for the server (what came after it, not labelled yet,
+            # is read from raw rows) and its oldest dirty one, in one round trip.
+            newest = ", ".join(f"(SELECT max(bucket) FROM {relation} WHERE true{one})" for relation in relations)
             cursor.execute(
-                f"SELECT (SELECT max(bucket) FROM {relation} WHERE true{one}), "
-                f"(SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one})",
+                f"SELECT (SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one}), {newest}",
                 {"tier": tier, "server": server_id},
             )
-            newest, oldest_dirty = cursor.fetchone()
-            done = newest + WIDTH[tier] if newest is not None else None
-            if backend == "continuous" and done is not None:
-                mark = watermark(cursor, relation)
-                done = min(done, mark) if mark is not None else None
+            oldest_dirty, *ends = cursor.fetchone()
+            # A relation with no bucket for the server does not hold the others back: labels of
+            # history older than the label rows live in the snapshots' relations (LEGACY_LABELS).
+            holding = [(relation, end) for relation, end in zip(relations, ends) if end is not None]
+            done = min(end for _, end in holding) + WIDTH[tier] if holding else None
+            if backend == "continuous":
+                for relation, _ in holding:
+                    mark = watermark(cursor, relation)
+                    done = min(done, mark) if mark is not None and done is not None else None
             # A dirty bucket (a late sample, a late label) is read from finer data until refreshed.
             if done is not None and oldest_dirty is not None:
                 done = min(done, oldest_dirty)

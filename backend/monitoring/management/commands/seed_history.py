@@ -72,6 +72,7 @@ class Command(BaseCommand):
         rows = list(generator.rows(start, end))
         tables = {
             "monitoring_snapshot": [row.snapshot for row in rows],
+            "monitoring_snapshotlabel": [row.label for row in rows],
             "monitoring_gpusample": [gpu for row in rows for gpu in row.gpus],
             "monitoring_disksample": [disk for row in rows for disk in row.disks],
         }
