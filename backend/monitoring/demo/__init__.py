@@ -3,12 +3,13 @@ reads every label the way it was made. The rest of the project imports this modu
 modules are:
 
 - timeline.py: the phases of a training run and a node's schedule of them;
-- generator.py: rows of one node along that schedule, with counters that only grow.
+- generator.py: rows of one node along a schedule, with counters that only grow, for the GPU
+  models it knows.
 """
 
 from __future__ import annotations
 
 from ..packages import public
 
-PUBLIC = {"generator": ("Generator", "columns")}
+PUBLIC = {"generator": ("GPU_MODELS", "Generator", "columns")}
 __all__, __getattr__, __dir__ = public(__name__, PUBLIC)
