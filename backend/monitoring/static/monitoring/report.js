@@ -15,7 +15,7 @@
 
   // GPU time that did its job, as the server says; every other label (and unclassified) is lost.
   const USEFUL = new Set(TW.config.usefulLabels || []);
-  const USEFUL_TEXT = [...USEFUL].map((label) => TW.labels.titleFor(label)).join(" and ");
+  const USEFUL_TEXT = [...USEFUL].map((label) => TW.labels.displayName(label)).join(" and ");
   const DAY_MS = 86400 * 1000;
   const MAX_DATE_LABELS = 12; // beneath the bars; more days get every n-th date
 
@@ -84,14 +84,14 @@
         key: "top_bottleneck",
         title: "Top bottleneck",
         help: "the label with the most GPU-hours",
-        value: (s) => (s.top_bottleneck ? labels.titleFor(s.top_bottleneck) : null),
+        value: (s) => (s.top_bottleneck ? labels.displayName(s.top_bottleneck) : null),
         text: true,
       },
       ...labelList.map((label) => ({
         key: label,
         label,
-        title: labels.titleFor(label),
-        help: "GPU-hours labelled " + labels.titleFor(label) + (labels.helpFor(label) ? ": " + labels.helpFor(label) : ""),
+        title: labels.displayName(label),
+        help: "GPU-hours labelled " + labels.displayName(label) + (labels.helpFor(label) ? ": " + labels.helpFor(label) : ""),
         value: (s) => (s.by_bottleneck || {})[label] ?? 0,
         show: (v) => fmt.number(v, 1),
         text: false,
@@ -263,7 +263,7 @@
         seg.style.height = ((100 * v) / total).toFixed(3) + "%";
         seg.style.background = labels.labelColor(label);
         stack.append(seg);
-        lines.push(labels.titleFor(label) + ": " + hours(v) + " h (" + fmt.pct((100 * v) / total, 0) + ")");
+        lines.push(labels.displayName(label) + ": " + hours(v) + " h (" + fmt.pct((100 * v) / total, 0) + ")");
       }
       plot.append(
         h(
@@ -289,7 +289,7 @@
             title: labels.helpFor(label) || null,
           },
           swatch(label),
-          labels.titleFor(label),
+          labels.displayName(label),
           h("span", { class: "muted num" }, hours(by[label] || 0) + " h"),
         ),
       ),
