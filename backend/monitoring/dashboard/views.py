@@ -32,8 +32,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # The page's labels come from the classifier, in its order, by the names people read; their
         # colours are the page's.
         "labels": [{"name": label, "display": name} for label, name in DISPLAY_NAMES.items()],
-        # The fleet report's labels of GPU time that did its job; every other one counts as lost.
+        # The fleet report's labels of GPU time that did its job; every other one counts as lost,
+        # unused (nothing ran) or wasted (a job held the GPUs and waited).
         "usefulLabels": list(report.USEFUL),
+        "unusedLabels": list(report.UNUSED),
+        "wastedLabels": list(report.WASTED),
         # How people read each metric, from the catalogue: the charts' titles and units.
         "metrics": {
             block: {m.name: {"title": m.title, "unit": m.unit} for m in catalogue.block(block)}
