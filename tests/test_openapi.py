@@ -78,6 +78,7 @@ def test_dashboard_responses_match_the_spec(alice, bob, fed_box, other_box):
     check("/api/alerts/", "get", client_for(bob).get("/api/alerts/"))
     check("/api/fleet/report/", "get", client.get("/api/fleet/report/", {"days": 1}))
     check("/api/fleet/report/", "get", client.get("/api/fleet/report/", {"days": "x"}))
+    check("/api/servers/", "get", client.get("/api/servers/", HTTP_COOKIE="c" * 9000))
 
 
 def test_ingest_responses_match_the_spec(fed_box, retired_box, ingest, settings):
@@ -94,6 +95,7 @@ def test_ingest_responses_match_the_spec(fed_box, retired_box, ingest, settings)
     check(path, "post", ingest.send(retired_box, body))
     check(path, "post", ingest.post("missing", body, token="x"))
     check(path, "post", ingest.client.get(f"/api/ingest/servers/{fed_box.slug}/metrics/"))
+    check(path, "post", ingest.post(fed_box.slug, body, token="t" * 9000))
     settings.MONITORING_INGEST_MAX_BODY_BYTES = 1024
     check(path, "post", ingest.send(fed_box, body))
 
