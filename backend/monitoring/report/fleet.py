@@ -25,6 +25,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -77,12 +78,14 @@ def parse_window(params, now: datetime | None = None) -> Window:
         return Window(start, end)
     raw = (params.get("days") or str(DEFAULT_DAYS)).strip()
     try:
-        days = float(raw)
-    except ValueError:
+        # Read exactly: a tiny positive number (5e-324, 1e-400) is more than 0, as the spec says,
+        # however a float would round it.
+        days = Decimal(raw)
+    except InvalidOperation:
         raise ReportRequestError(f"days must be a number, not {raw[:20]!r}") from None
-    if not 0 < days <= longest.total_seconds() / 86400:
+    if not (days.is_finite() and 0 < days <= Decimal(settings.MONITORING_MAX_HISTORY_MINUTES) / 1440):
         raise ReportRequestError(f"days must be more than 0 and at most {longest.days}")
-    return Window(now - timedelta(days=days), now)
+    return Window(now - timedelta(days=float(days)), now)
 
 
 def _time(value: str, name: str) -> datetime:
