@@ -229,3 +229,36 @@ def test_the_spec_takes_the_queries_the_server_takes_and_no_other(path, query, a
     response = client_for(alice).get(path, {k: str(v) for k, v in query.items()})
     assert response.status_code in (200, 400), response.content
     assert allowed == (response.status_code == 200), f"{query}: {response.status_code} {response.content}"
+
+
+def test_the_request_schema_has_every_bound_of_the_ingest_rules():
+    from monitoring.ingest import schema as rules
+
+    def bounds(rule) -> dict:
+        if rule.kind == "number":
+            low = -rules.MAX_MAGNITUDE if rule.low is None else max(rule.low, -rules.MAX_MAGNITUDE)
+            high = rules.MAX_MAGNITUDE if rule.high is None else min(rule.high, rules.MAX_MAGNITUDE)
+            return {"minimum": low, "maximum": high}
+        if rule.kind in ("integer", "index"):
+            return {"minimum": rule.low, "maximum": rule.high}
+        if rule.kind in ("text", "list"):
+            return {"maxLength" if rule.kind == "text" else "maxItems": rule.limit}
+        return {}
+
+    sample = SPEC["components"]["schemas"]["Sample"]["properties"]
+    blocks = {
+        "host": (rules.HOST, sample),
+        "gpu": (rules.GPU.fields, sample["gpus"]["items"]["properties"]),
+        "disk": (rules.DISK.fields, sample["disks"]["items"]["properties"]),
+        "process": (rules.PROCESS.fields, SPEC["components"]["schemas"]["GpuProcessSent"]["properties"]),
+    }
+    for block, (fields, documented) in blocks.items():
+        for name, rule in fields.items():
+            shown = {
+                k: documented[name][k] for k in ("minimum", "maximum", "maxLength", "maxItems") if k in documented[name]
+            }
+            assert shown == bounds(rule), f"{block}.{name}"
+            assert ("null" in documented[name]["type"]) == (not rule.required), f"{block}.{name}"
+    # At least one host metric with a value, a GPU or a disk: each one of them is a way.
+    ways = SPEC["components"]["schemas"]["Sample"]["anyOf"]
+    assert [way["required"][0] for way in ways] == [*rules.HOST, "gpus", "disks"]
