@@ -24,3 +24,8 @@ if worker_class == "gevent":
     os.environ.setdefault("DATABASE_POOL_SIZE", "8")
 # No control socket in the home directory: several web processes may share one machine.
 control_socket_disable = True
+# A header line longer than gunicorn's limit gets gunicorn's own HTML page (431). Four times the
+# app's limit (monitoring.middleware.HEADER_LIMIT, 8190) lets such a line through to Django, which
+# answers the contract's JSON 431 under /api/; past this one, gunicorn still answers itself.
+# It also bounds what one connection may buffer of headers: 100 fields of this size (3.2 MB).
+limit_request_field_size = 32768

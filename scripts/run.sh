@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on this machine, in the foreground. Ctrl-C stops everything it started.
-#   web (gunicorn), Celery worker and beat, and the agent sampling this machine.
+#   web (gunicorn), Celery worker and beat, and the agent sampling this machine; with DEMO=1 also
+#   the demo fleet's feeder, which posts their samples live (DEMO_DAYS: days of history first, 30).
 # Expects `make venv frontend services` to have run (the Makefile does that first).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,13 +32,9 @@ if [[ "$registered" == Registered* ]] || [ ! -s "$RUN_DIR/agent-token" ]; then
 fi
 
 if [ "${DEMO:-0}" = 1 ]; then
-  seed=0
-  for demo in demo-a100-01 demo-a100-02 demo-h100-01; do
-    seed=$((seed + 1))  # a history of its own for each
-    # seed_history refuses a server that already has data: seeded on an earlier run.
-    "${MANAGE[@]}" seed_history "$demo" --days 30 --interval 10 --gpus 4 --disks 2 \
-      --seed "$seed" 2>/dev/null || echo "$demo: already seeded"
-  done
+  # The demo fleet (backend/monitoring/demo/fleet.py): 30 days of history the first time, and a
+  # token each in $RUN_DIR/demo/ for the feeder that keeps their history going (started below).
+  "${MANAGE[@]}" demo seed --token-dir "$RUN_DIR/demo" ${DEMO_DAYS:+--days "$DEMO_DAYS"}
 fi
 
 pids=()
@@ -71,6 +68,9 @@ start worker "$root/.venv/bin/celery" -A trainwatch worker --loglevel INFO --con
 start beat "$root/.venv/bin/celery" -A trainwatch beat --loglevel INFO --schedule "$RUN_DIR/celerybeat-schedule"
 start agent "$root/.venv/bin/trainwatch-agent" --url "http://127.0.0.1:$PORT" --server "$slug" \
   --token-file "$RUN_DIR/agent-token" --spool-dir "$RUN_DIR/spool" --label "source=make-run"
+if [ "${DEMO:-0}" = 1 ]; then
+  start demo-feeder "${MANAGE[@]}" demo feed --url "http://127.0.0.1:$PORT" --token-dir "$RUN_DIR/demo"
+fi
 cd "$root"
 
 cat <<TXT

@@ -102,3 +102,10 @@ def test_what_an_agent_sends_and_what_ingest_derives_split_each_block():
         derived = catalogue.block(block, derived=True)
         assert sent and set(sent) | set(derived) == set(catalogue.block(block))
         assert not set(sent) & set(derived)
+
+
+def test_every_label_has_a_display_name_and_the_apis_title_stays_the_contracts():
+    names = catalogue.DISPLAY_NAMES
+    assert tuple(names) == catalogue.LABELS and all(names.values())
+    assert names["gpu-bound"] == "GPU-bound" and names["io-bound"] == "I/O-bound"
+    assert catalogue.title_for("gpu-bound") == "Gpu Bound" and catalogue.title_for("gpu-idle-held") == "Gpu Idle Held"

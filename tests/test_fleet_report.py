@@ -12,7 +12,7 @@ from django.db import connection
 
 from monitoring.models import MonitoredServer
 from monitoring.report import fleet as report
-from monitoring.report.fleet import REPORT_LABELS, USEFUL
+from monitoring.report.fleet import REPORT_LABELS, UNUSED, USEFUL, WASTED
 from monitoring.tasks import classify_server
 from monitoring.tiers import definitions as tiers
 from tests import samples
@@ -112,6 +112,24 @@ def test_servers_are_sorted_by_hours_lost_and_name_their_top_bottleneck():
         assert s["top_bottleneck"] == max(s["by_bottleneck"], key=s["by_bottleneck"].get)
 
 
+def test_hours_lost_are_unused_wasted_or_unclassified_for_the_fleet_each_server_and_day():
+    assert UNUSED == ("idle",)
+    assert set(WASTED) == {"cpu-bound", "io-bound", "memory-bound", "gpu-throttled", "gpu-idle-held"}
+    seed("a100-01", 1, gpus=4, seed=1)
+    seed("a100-02", 1, gpus=1, seed=2)
+    data = get(days=1).json()
+    blocks = [data["fleet"], *data["servers"], *data["days"]]
+    for block in blocks:
+        by = block["by_bottleneck"]
+        assert block["unused_gpu_hours"] == pytest.approx(by["idle"], abs=0.002)
+        assert block["wasted_gpu_hours"] == pytest.approx(sum(by[label] for label in WASTED), abs=0.005)
+    for s in data["servers"]:
+        parts = s["unused_gpu_hours"] + s["wasted_gpu_hours"] + s["by_bottleneck"]["unclassified"]
+        assert s["lost_gpu_hours"] == pytest.approx(parts, abs=0.01)
+    # A day of seeded history has both kinds.
+    assert data["fleet"]["unused_gpu_hours"] > 0 and data["fleet"]["wasted_gpu_hours"] > 0
+
+
 def test_the_newest_samples_count_before_the_tiers_have_them(ingest):
     node = register("fresh-box", "Fresh Box")
     start = samples.now_minus(120)
@@ -135,6 +153,13 @@ def test_csv_has_a_row_per_server_and_a_column_per_label():
     assert [r["slug"] for r in rows] == ["a100-01"]
     assert set(REPORT_LABELS) <= set(rows[0])
     assert float(rows[0]["gpu_hours"]) == pytest.approx(sum(float(rows[0][label]) for label in REPORT_LABELS), abs=0.01)
+    # The columns it had first keep their places; unused and wasted GPU-hours come last.
+    head = response.content.decode().splitlines()[0].split(",")
+    assert head[:7] == ["slug", "name", "gpu_count", "gpu_hours", "utilization_percent", "energy_kwh", "lost_gpu_hours"]
+    assert head[7:] == [*REPORT_LABELS, "unused_gpu_hours", "wasted_gpu_hours"]
+    assert float(rows[0]["unused_gpu_hours"]) == pytest.approx(float(rows[0]["idle"]), abs=0.002)
+    wasted = sum(float(rows[0][label]) for label in WASTED)
+    assert float(rows[0]["wasted_gpu_hours"]) == pytest.approx(wasted, abs=0.005)
 
 
 @pytest.mark.parametrize(

@@ -167,3 +167,22 @@ def test_the_newer_gpu_fields_are_checked_like_the_rest(ingest, box, field, valu
     response = ingest.send(box, payload)
     assert response.status_code == 400
     assert response.json()["error"] == f"sample.gpus[1].{field}: {message}"
+
+
+def test_a_header_line_over_the_limit_is_a_json_431_under_the_api(ingest, box, alice):
+    # A 9 kB token: Django answers, not the web server (see tests/test_web_resilience_e2e.py).
+    response = ingest.post(box.slug, samples.body(T0), token="x" * 9000, header="authorization")
+    assert response.status_code == 431
+    assert response.json() == {
+        "ok": False,
+        "error": "request header fields too large: Authorization is 9024 bytes; at most 8190 per header line",
+    }
+    response = client_for(alice).get("/api/servers/", HTTP_X_NOTE="n" * 8200)
+    assert response.status_code == 431 and response.json()["error"].startswith(
+        "request header fields too large: X-Note"
+    )
+    # Outside the API people read a page; a long header within the limit is fine.
+    page = client_for(alice).get("/", HTTP_X_NOTE="n" * 8200)
+    assert page.status_code == 431 and page["Content-Type"].startswith("text/html")
+    assert ingest.send(box, samples.body(T0), header="x-monitoring-token").status_code == 200
+    assert client_for(alice).get("/api/servers/", HTTP_X_NOTE="n" * 8000).status_code == 200

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -36,12 +37,11 @@ def alive(pid: int) -> bool:
     return True
 
 
-def test_make_run_shows_this_machine_live_and_stops_cleanly(tmp_path):
-    port, run_dir = free_port(), tmp_path / "run"
+def make_run(run_dir, port: int, *args: str) -> subprocess.Popen:
     env = process_env(PORT=str(port), TRAINWATCH_RUN_DIR=str(run_dir))
     env.pop("DJANGO_SETTINGS_MODULE")
-    make = subprocess.Popen(
-        ["make", "run"],
+    return subprocess.Popen(
+        ["make", "run", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -49,6 +49,24 @@ def test_make_run_shows_this_machine_live_and_stops_cleanly(tmp_path):
         text=True,
         start_new_session=True,
     )
+
+
+def stopped_cleanly(make: subprocess.Popen, run_dir, port: int, processes: int) -> None:
+    """Ctrl-C: every process make run started is gone."""
+    os.killpg(make.pid, signal.SIGINT)
+    output, _ = make.communicate(timeout=60)
+    assert "TrainWatch is running" in output and "Stopped." in output
+    pids = [int(p) for p in (run_dir / "pids").read_text().split()]
+    assert len(pids) == processes
+    time.sleep(0.5)
+    assert not [pid for pid in pids if alive(pid)]
+    leftover = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout.split()
+    assert not leftover
+
+
+def test_make_run_shows_this_machine_live_and_stops_cleanly(tmp_path):
+    port, run_dir = free_port(), tmp_path / "run"
+    make = make_run(run_dir, port)
     try:
         wait_for_port(port, timeout=120, proc=make)
         email, password = eventually(
@@ -80,12 +98,30 @@ def test_make_run_shows_this_machine_live_and_stops_cleanly(tmp_path):
         episode = eventually(firing, timeout=90, message="the example rule firing in /api/alerts/")[0]
         assert episode["server"] == slug and episode["value"] > 1
     finally:
-        os.killpg(make.pid, signal.SIGINT)
-        output, _ = make.communicate(timeout=60)
-    assert "TrainWatch is running" in output and "Stopped." in output
-    pids = [int(p) for p in (run_dir / "pids").read_text().split()]
-    assert len(pids) == 4
-    time.sleep(0.5)
-    assert not [pid for pid in pids if alive(pid)]
-    leftover = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout.split()
-    assert not leftover
+        stopped_cleanly(make, run_dir, port, processes=4)
+
+
+def test_make_run_demo_keeps_the_demo_fleet_live_and_stops_its_feeder(tmp_path):
+    port, run_dir = free_port(), tmp_path / "run"
+    started = time.time()
+    make = make_run(run_dir, port, "DEMO=1", "DEMO_DAYS=0.01")
+    try:
+        wait_for_port(port, timeout=180, proc=make)
+        email, password = eventually(
+            lambda: (run_dir / "login.txt").read_text().split(), timeout=10, message="the local login file"
+        )
+        base = f"http://127.0.0.1:{port}"
+        session = sign_in(base, email, password)
+
+        def demo_servers_live():
+            servers = session.get(f"{base}/api/servers/", timeout=10).json()["servers"]
+            demo = {s["slug"]: s for s in servers if s["slug"].startswith("demo-")}
+            newest = [s["latest_snapshot_at"] for s in demo.values()]
+            # Samples made after make run started: the feeder's, not the seeded history.
+            return len(demo) == 3 and all(t and datetime.fromisoformat(t).timestamp() > started for t in newest)
+
+        eventually(demo_servers_live, timeout=60, message="the demo servers' samples made after the start")
+        latest = session.get(f"{base}/api/metrics/latest/", params={"server": "demo-h100-01"}, timeout=10).json()
+        assert {g["name"] for g in latest["snapshot"]["gpu"]["devices"]} == {"NVIDIA H100 80GB HBM3"}
+    finally:
+        stopped_cleanly(make, run_dir, port, processes=5)

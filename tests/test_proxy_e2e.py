@@ -126,3 +126,28 @@ def test_the_proxy_terminates_tls_buffers_bodies_and_the_app_trusts_it(nginx, tm
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert Snapshot.objects.filter(server=node.server).count() == 1
+
+
+def test_a_header_over_the_proxys_buffers_is_the_contracts_json_431(nginx, tmp_path, processes):
+    node = register("gpu-box-01", "GPU Box 01")
+    env = process_env(DJANGO_SECURE_PROXY="1", DJANGO_ALLOWED_HOSTS=SITE, DJANGO_SECRET_KEY="x" * 50)
+    base = processes.web(env, workers=1)
+    https_port = free_port()
+    conf = render(tmp_path, base.removeprefix("http://"), free_port(), https_port)
+    proxy = processes.start("nginx", [nginx, "-p", str(tmp_path), "-c", conf, "-g", "daemon off;"], env)
+    wait_for_port(https_port, proc=proxy)
+    origin = f"https://{SITE}:{https_port}"
+    body = samples.body(samples.now_minus(60), gpus=1, disks=1)
+    url = f"{origin}/api/ingest/servers/{node.slug}/metrics/"
+
+    # A 9 kB token overflows nginx's 8 kB header buffers: nginx answers, in the contract's shape.
+    response = requests.post(url, json=body, headers={"Authorization": "Bearer " + "t" * 9000}, verify=False, timeout=5)
+    assert response.status_code == 431 and response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"ok": False, "error": "request header fields too large: at most 8 kB per header line"}
+    assert "\n" not in response.text.rstrip("\n")
+    # Outside the API, a page.
+    response = requests.get(f"{origin}/", headers={"Cookie": "c" * 9000}, verify=False, timeout=5)
+    assert response.status_code == 431 and response.headers["Content-Type"].startswith("text/html")
+    # A token within the limits is read as ever.
+    response = requests.post(url, json=body, headers={"Authorization": f"Bearer {node.token}"}, verify=False, timeout=5)
+    assert response.status_code == 200, response.text

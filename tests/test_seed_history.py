@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -86,7 +85,7 @@ def test_the_classifier_agrees_with_the_generated_labels():
                 memory_percent=g["memory_percent"],
                 power_w=g["power_w"],
                 power_limit_w=g["power_limit_w"],
-                throttle_reasons=tuple(json.loads(g["throttle_reasons"])),
+                throttle_reasons=tuple(g["throttle_reasons"]),
             )
             for g in row.gpus
         )
@@ -114,3 +113,22 @@ def test_tiers_status_and_refresh():
     out = StringIO()
     call_command("tiers", "refresh", stdout=out)
     assert out.getvalue().strip() == "Tiers refreshed."
+
+
+def test_it_seeds_the_gpu_model_asked_for():
+    call_command("seed_history", "demo-04", "--days", "0.01", "--gpu-model", "h100", "--no-progress", stdout=StringIO())
+    server = MonitoredServer.objects.get(slug="demo-04")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT name, memory_total_bytes, power_limit_w, sm_clock_max_mhz, memory_clock_max_mhz "
+            "FROM monitoring_gpusample WHERE server_id = %s",
+            [server.id],
+        )
+        assert cursor.fetchall() == [("NVIDIA H100 80GB HBM3", 81559 * 2**20, 700.0, 1980.0, 2619.0)]
+        cursor.execute(
+            "SELECT max(power_w), min(sm_clock_mhz), max(sm_clock_mhz), max(jsonb_array_length(processes)) "
+            "FROM monitoring_gpusample WHERE server_id = %s",
+            [server.id],
+        )
+        power, lowest, highest, processes = cursor.fetchone()
+    assert 400 < power <= 700 and 0 < lowest <= highest <= 1980 and processes == 1

@@ -178,3 +178,24 @@ def test_hanging_dashboard_queries_never_starve_ingest(processes, hung_tier):
         assert answer.json()["ok"] is False
     messages = {answer.json()["error"] for answer in answers}
     assert "the query took longer than the dashboard's limit of 3 s; ask for a shorter window" in messages
+
+
+def test_a_header_over_the_limit_is_the_contracts_json_431_from_gunicorn(processes):
+    node = register("gpu-box-01", "GPU Box 01")
+    base = processes.web(process_env(), workers=1)
+    url = f"{base}/api/ingest/servers/{node.slug}/metrics/"
+    # A 9 kB token: past gunicorn's default limit (8190), within the one gunicorn.conf.py sets.
+    response = requests.post(url, json={}, headers={"Authorization": "Bearer " + "t" * 9000}, timeout=PROMPT_SECONDS)
+    assert response.status_code == 431 and response.headers["Content-Type"] == "application/json"
+    assert response.json() == {
+        "ok": False,
+        "error": "request header fields too large: Authorization is 9024 bytes; at most 8190 per header line",
+    }
+    # The same on the dashboard's APIs; outside the API, a page.
+    response = requests.get(f"{base}/api/servers/", headers={"Cookie": "c" * 20000}, timeout=PROMPT_SECONDS)
+    assert response.status_code == 431
+    assert response.json()["error"].startswith("request header fields too large: Cookie is 2")
+    response = requests.get(f"{base}/", headers={"Cookie": "c" * 20000}, timeout=PROMPT_SECONDS)
+    assert response.status_code == 431 and response.headers["Content-Type"].startswith("text/html")
+    # Ingest goes on for everyone else.
+    assert post(base, node, series(1)[0]).status_code == 200

@@ -19,7 +19,7 @@ Each metric has
 - `unit` and `title`: how people read it (the page's charts and tables).
 
 The bottleneck labels, which the classifier gives and the tiers, history, report and alerts
-count, are named here too (`LABELS`).
+count, are named here too (`LABELS`), with the names the page shows them by (`DISPLAY_NAMES`).
 
 Pure Python, no Django: the agent's tests and the benchmarks may import it.
 """
@@ -360,18 +360,22 @@ def metric(block_name: str, name: str) -> Metric:
 
 
 # --- the bottleneck labels ----------------------------------------------------------------
-# What the classifier says holds a server back, in the order the page and the report list them.
-LABELS = (
-    "gpu-bound",
-    "cpu-bound",
-    "io-bound",
-    "memory-bound",
-    "gpu-throttled",
-    "gpu-idle-held",
-    "idle",
-    "balanced",
-)
+# What the classifier says holds a server back, in the order the page and the report list them,
+# each with the name the page shows it by.
+DISPLAY_NAMES = {
+    "gpu-bound": "GPU-bound",
+    "cpu-bound": "CPU-bound",
+    "io-bound": "I/O-bound",
+    "memory-bound": "Memory-bound",
+    "gpu-throttled": "GPU throttled",
+    "gpu-idle-held": "GPU idle, memory held",
+    "idle": "Idle",
+    "balanced": "Balanced",
+}
+LABELS = tuple(DISPLAY_NAMES)
 
 
 def title_for(label: str) -> str:
+    """The APIs' `title` of a label, as the contract writes it (`gpu-bound` -> `Gpu Bound`); people
+    read DISPLAY_NAMES."""
     return label.replace("-", " ").title()

@@ -3,6 +3,10 @@
 Views answer JSON themselves; this catches what Django makes on its own: the 404 of an
 unknown path, the 403 of a failed CSRF check, the 400 of a disallowed Host, the 500 of a
 crash. Outside /api/ (the page, sign-in, the admin) people read HTML, and get it.
+
+A header line longer than HEADER_LIMIT is refused here with 431, not by gunicorn, whose own
+answer is an HTML page: gunicorn.conf.py lets longer ones through to Django (up to its own,
+higher limit), and nginx in production answers the same JSON for those its buffers refuse.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import resolve
+from django.utils.html import escape
 
 from .responses import error
 
 API_PREFIX = "/api/"
+# The longest header line ("Name: value" and its CRLF) a request may carry: gunicorn's default
+# and one of nginx's header buffers (8k).
+HEADER_LIMIT = 8190
 
 
 def _message(request: HttpRequest, status: int) -> str:
@@ -47,6 +55,36 @@ class IngestFastPathMiddleware:
         request.get_host()
         match = resolve(request.path_info)
         return match.func(request, *match.args, **match.kwargs)
+
+
+def _oversized_header(request: HttpRequest) -> tuple[str, int] | None:
+    """The first header whose line is longer than HEADER_LIMIT, as (name, bytes of its line)."""
+    for key, value in request.META.items():
+        if key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
+            # The WSGI server decoded the line as Latin-1: one character per byte sent.
+            size = len(name) + 2 + len(value) + 2
+            if size > HEADER_LIMIT:
+                return name, size
+    return None
+
+
+class HeaderLimitMiddleware:
+    """431 for a request with a header line longer than HEADER_LIMIT: the contract's JSON under
+    /api/ (ingest included, so it runs before IngestFastPathMiddleware), a short page elsewhere."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        found = _oversized_header(request)
+        if found is None:
+            return self.get_response(request)
+        name, size = found
+        message = f"request header fields too large: {name} is {size} bytes; at most {HEADER_LIMIT} per header line"
+        if request.path_info.startswith(API_PREFIX):
+            return error(431, message)
+        return HttpResponse(f"<!doctype html><title>431</title><p>{escape(message)}</p>", status=431)
 
 
 class ApiErrorsMiddleware:

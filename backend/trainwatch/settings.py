@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so that it sees every answer under /api/, even one made of an exception.
     "monitoring.middleware.ApiErrorsMiddleware",
+    # A header line over the limit: 431 before anything reads the request.
+    "monitoring.middleware.HeaderLimitMiddleware",
     # Ingest goes straight to its view from here (a Host check on the way).
     "monitoring.middleware.IngestFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -13,7 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from monitoring.alerts import AlertEpisode, AlertRule
-from monitoring.catalogue import XID_MEANINGS, title_for
+from monitoring.catalogue import DISPLAY_NAMES, XID_MEANINGS
 from monitoring.models import MonitoredServer
 from monitoring.tasks import classify_server
 from tests import samples
@@ -94,7 +94,7 @@ def test_the_fleet_lists_every_server_with_its_state_bottleneck_and_last_seen(al
     }
     gpu_row = page.locator('#fleet li[data-slug="gpu-box-01"]')
     label = fleet["gpu"].bottleneck_label
-    expect(gpu_row.locator(f'.chip[data-label="{label}"]')).to_be_visible()
+    expect(gpu_row.locator(f'.chip[data-label="{label}"]')).to_have_text(DISPLAY_NAMES[label])
     expect(gpu_row.locator(".gpu")).to_have_text(f"{fleet['gpu'].latest_gpu_top_util_percent:.0f}%")
     expect(page.locator('#fleet li[data-slug="cpu-node-07"] .gpu')).to_be_empty()
     expect(gpu_row.locator(".seen")).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
@@ -119,7 +119,7 @@ def test_the_selected_server_shows_its_bottleneck_figures_and_every_chart(alice_
     server = MonitoredServer.objects.get(slug="gpu-box-01")
     banner = page.locator("#bottleneck")
     expect(banner).to_have_attribute("data-label", server.bottleneck_label)
-    expect(banner.locator(".label-title")).to_have_text(server.bottleneck_label.replace("-", " ").title())
+    expect(banner.locator(".label-title")).to_have_text(DISPLAY_NAMES[server.bottleneck_label])
     expect(banner.locator(".reason")).not_to_be_empty()
     expect(banner.locator(".confidence")).to_have_text(re.compile(r"^\d+%$"))
     for tile in ("cpu", "memory", "disk", "network", "gpu"):
@@ -543,7 +543,7 @@ def test_alerts_mark_the_fleet_list_the_server_and_band_its_charts(alice_page, f
     assert [recent.nth(i).get_attribute("data-episode") for i in range(2)] == [str(idle.pk), str(earlier.pk)]
     expect(recent.nth(0)).to_have_attribute("data-status", "resolved")
     expect(recent.nth(0).locator(".when")).to_have_text(re.compile(rf"^{CLOCK} – {CLOCK} \(10 min\)$"))
-    expect(recent.nth(0).locator('.chip[data-label="gpu-idle-held"]')).to_have_text(title_for("gpu-idle-held"))
+    expect(recent.nth(0).locator('.chip[data-label="gpu-idle-held"]')).to_have_text("GPU idle, memory held")
     expect(recent.nth(1).locator(".when")).to_have_text(re.compile(r"\(1 h\)$"))
 
     # Every chart bands the episodes that overlap the hour on screen, oldest first.

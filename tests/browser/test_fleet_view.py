@@ -97,6 +97,18 @@ def test_the_fleet_report_shows_the_apis_totals_days_and_servers(alice_page, gpu
         assert total(page, key) == fleet[key], key
     lost = sum(v for label, v in fleet["by_bottleneck"].items() if label not in USEFUL)
     assert total(page, "lost_gpu_hours") == pytest.approx(lost, abs=0.002)
+    # Of those, the unused (nothing ran) and the wasted (a job held the GPUs and waited) apart.
+    assert total(page, "unused_gpu_hours") == fleet["unused_gpu_hours"] > 0
+    assert total(page, "wasted_gpu_hours") == fleet["wasted_gpu_hours"] > 0
+    share = round(100 * fleet["wasted_gpu_hours"] / fleet["gpu_hours"])
+    wasted = page.locator("#fleet-total-wasted_gpu_hours")
+    expect(wasted.locator(".note")).to_have_text(f"{share}% of GPU time: a job held the GPUs but waited")
+    expect(wasted).to_have_attribute(
+        "title", "GPU-hours labelled CPU-bound, I/O-bound, Memory-bound, GPU throttled, GPU idle, memory held"
+    )
+    unused = page.locator("#fleet-total-unused_gpu_hours")
+    expect(unused.locator(".note")).to_contain_text("of GPU time: nothing ran on the GPUs")
+    expect(unused).to_have_attribute("title", "GPU-hours labelled Idle")
     assert lost == pytest.approx(sum(s["lost_gpu_hours"] for s in body["servers"]), abs=0.01)
     expect(page.locator("#fleet-total-servers .big")).to_have_text("2")
     expect(page.locator("#fleet-total-utilization_percent .big")).to_have_text(f"{fleet['utilization_percent']:.1f}%")
@@ -134,7 +146,7 @@ def test_the_fleet_report_shows_the_apis_totals_days_and_servers(alice_page, gpu
 
     # A row per server, in the API's order (hours lost, largest first), with its figures.
     assert table_slugs(page) == [s["slug"] for s in body["servers"]]
-    for key in ("gpu_hours", "lost_gpu_hours", "cpu-bound", "unclassified"):
+    for key in ("gpu_hours", "lost_gpu_hours", "unused_gpu_hours", "wasted_gpu_hours", "cpu-bound", "unclassified"):
         assert column(page, key) == [s[key] if key in s else s["by_bottleneck"][key] for s in body["servers"]]
 
     # Sorting: by name A to Z, then Z to A; by utilization, largest first; in the URL, no step for Back.

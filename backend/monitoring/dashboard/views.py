@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.views import defaults
 
 from .. import catalogue, maintenance, queue, report, tiers
-from ..catalogue import LABELS, title_for
+from ..catalogue import DISPLAY_NAMES
 from ..middleware import API_PREFIX
 from ..responses import json_response, one_line, unavailable
 from .auth import refuse_page, user_is_allowed
@@ -29,10 +29,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return refuse_page(request, request.user.email)
     config = {
         "maxHistoryMinutes": settings.MONITORING_MAX_HISTORY_MINUTES,
-        # The page's labels come from the classifier, in its order; their colours are the page's.
-        "labels": [{"name": label, "title": title_for(label)} for label in LABELS],
-        # The fleet report's labels of GPU time that did its job; every other one counts as lost.
+        # The page's labels come from the classifier, in its order, by the names people read; their
+        # colours are the page's.
+        "labels": [{"name": label, "display": name} for label, name in DISPLAY_NAMES.items()],
+        # The fleet report's labels of GPU time that did its job; every other one counts as lost,
+        # unused (nothing ran) or wasted (a job held the GPUs and waited).
         "usefulLabels": list(report.USEFUL),
+        "unusedLabels": list(report.UNUSED),
+        "wastedLabels": list(report.WASTED),
         # How people read each metric, from the catalogue: the charts' titles and units.
         "metrics": {
             block: {m.name: {"title": m.title, "unit": m.unit} for m in catalogue.block(block)}

@@ -1,13 +1,12 @@
-"""Realistic synthetic history for demos and benchmarks (used by `manage.py seed_history`):
-rows of one node every few seconds along timeline.py's schedule. Each sample carries the label of
-the phase it was generated for, with numbers that the classifier reads the same way.
+"""Realistic synthetic history for demos and benchmarks (used by `manage.py seed_history` and the
+demo feeder): rows of one node every few seconds along timeline.py's schedule. Each sample carries
+the label of the phase it was generated for, with numbers that the classifier reads the same way.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,6 +15,26 @@ from ..classify import RULES_VERSION
 from .timeline import PHASES, PROCESS, Phase, schedule
 
 DISK_COUNTERS = catalogue.counters("disk")
+DISK_NAMES = ("nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "sde", "sdf")
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU as NVML describes it: its name, memory, power limit and top clocks."""
+
+    name: str
+    memory_bytes: int
+    power_limit_w: float
+    sm_clock_max_mhz: float
+    memory_clock_max_mhz: float
+    sm_clock_idle_mhz: float = 210.0
+
+
+# SXM modules at their default power limits; memory as NVML reports it (MiB).
+GPU_MODELS = {
+    "a100": GpuModel("NVIDIA A100-SXM4-80GB", 81920 * 2**20, 400.0, 1410.0, 1593.0),
+    "h100": GpuModel("NVIDIA H100 80GB HBM3", 81559 * 2**20, 700.0, 1980.0, 2619.0),
+}
 
 
 @dataclass
@@ -31,28 +50,47 @@ class Row:
 class Generator:
     """Samples of one node every `interval` seconds, with counters that only grow."""
 
-    def __init__(self, server_id: int, gpus: int, disks: int, interval: float, seed: int = 0):
+    def __init__(self, server_id: int, gpus: int, disks: int, interval: float, seed: int = 0, gpu_model: str = "a100"):
         self.server_id, self.gpu_count, self.interval = server_id, gpus, interval
         self.rng = random.Random(seed)
-        self.devices = ["nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "sde", "sdf"][:disks]
+        self.model = GPU_MODELS[gpu_model]
+        self.devices = list(DISK_NAMES[:disks])
         self.disk_totals = {d: [10**11, 10**10, 10**6, 10**5, 10**6] for d in self.devices}
         self.net = [10**11, 10**10]
         self.memory_total = 256 * 2**30
-        self.gpu_memory_total = 80 * 2**30
         self.energy = [5e8] * gpus  # joules since the driver loaded
+
+    def resume(self, net: Iterable[int | None], disks: dict[str, Iterable[int]], energy: dict[int, float]) -> None:
+        """Go on from counters stored earlier (a node's newest sample), so that they only grow:
+        `net` received and sent, `disks` each device's totals in DISK_COUNTERS order, `energy`
+        each GPU's joules. A counter not given (or None) keeps its start."""
+        self.net = [max(a, b or 0) for a, b in zip(self.net, net)]
+        for device, totals in disks.items():
+            if device in self.disk_totals:
+                self.disk_totals[device] = [max(a, b or 0) for a, b in zip(self.disk_totals[device], totals)]
+        for index, joules in energy.items():
+            if 0 <= index < self.gpu_count:
+                self.energy[index] = max(self.energy[index], joules)
 
     def _uniform(self, bounds: tuple[float, float]) -> float:
         return self.rng.uniform(*bounds)
 
     def rows(self, start: datetime, end: datetime) -> Iterator[Row]:
+        yield from self.along(schedule(start, end, self.rng), start, end)
+
+    def along(
+        self, phases: Iterable[tuple[datetime, datetime, str]], start: datetime, end: datetime | None = None
+    ) -> Iterator[Row]:
+        """Rows every interval from `start` along (from, to, phase name) pieces, up to `end` (None:
+        for as long as the pieces go on)."""
         step, at = timedelta(seconds=self.interval), start
-        for _, hi, name in schedule(start, end, self.rng):
+        for _, hi, name in phases:
             phase = PHASES[name]
-            while at < hi and at < end:
-                yield self._row(at, phase)
+            while at < hi and (end is None or at < end):
+                yield self.row(at, phase)
                 at += step
 
-    def _row(self, at: datetime, phase: Phase) -> Row:
+    def row(self, at: datetime, phase: Phase) -> Row:
         u, rng, dt = self._uniform, self.rng, self.interval
         cpu, iowait = u(phase.cpu), u(phase.iowait)
         memory, swap = u(phase.memory), u(phase.swap)
@@ -85,11 +123,15 @@ class Generator:
         self.net[0] += int(rx * dt)
         self.net[1] += int(tx * dt)
         gpus, top, util_total, joules_total = [], 0.0, 0.0, 0.0
+        model = self.model
         for index in range(self.gpu_count):
             util = min(100.0, u(phase.gpu_util))
             mem = u(phase.gpu_memory)
-            limit = 400.0
+            limit = model.power_limit_w
             power = limit * min(1.0, u(phase.power_share))
+            # Boost clocks while busy, a step down when capped, the idle clock when nothing runs.
+            boost = model.sm_clock_max_mhz * (u((0.78, 0.9)) if phase.throttle else 1.0)
+            sm_clock = model.sm_clock_idle_mhz if util < 1 else max(model.sm_clock_idle_mhz, boost)
             # Steady within a sample: the average over the interval is the reading.
             energy_w = power
             self.energy[index] += energy_w * dt
@@ -102,18 +144,22 @@ class Generator:
                     "server_id": self.server_id,
                     "collected_at": at,
                     "gpu_index": index,
-                    "name": "NVIDIA A100-SXM4-80GB",
+                    "name": model.name,
                     "uuid": f"GPU-{self.server_id:08x}-{index:04x}",
                     "utilization_gpu_percent": util,
                     "utilization_memory_percent": util * 0.7,
-                    "memory_total_bytes": self.gpu_memory_total,
-                    "memory_used_bytes": int(self.gpu_memory_total * mem / 100),
+                    "memory_total_bytes": model.memory_bytes,
+                    "memory_used_bytes": int(model.memory_bytes * mem / 100),
                     "memory_percent": mem,
                     "temperature_c": u((35, 45)) + util * 0.35,
                     "power_w": power,
                     "power_limit_w": limit,
-                    "throttle_reasons": json.dumps(throttle),
-                    "processes": json.dumps([PROCESS] if phase.process and mem > 5 else []),
+                    "sm_clock_mhz": sm_clock,
+                    "sm_clock_max_mhz": model.sm_clock_max_mhz,
+                    "memory_clock_mhz": model.memory_clock_max_mhz,
+                    "memory_clock_max_mhz": model.memory_clock_max_mhz,
+                    "throttle_reasons": throttle,
+                    "processes": [dict(PROCESS)] if phase.process and mem > 5 else [],
                     # Batches go to the GPU at about the rate they are read; results come back small.
                     "pcie_rx_bytes_per_s": reads / max(1, self.gpu_count) * u((1.5, 3.0)),
                     "pcie_tx_bytes_per_s": u((5, 50)) * 1e6,

@@ -4,7 +4,8 @@ A node's days follow a working pattern: training runs start mostly in working ho
 each run loads data (CPU-bound), trains (GPU-bound, with checkpoint writes that make it
 IO-bound, power-capped stretches, evaluation), and sometimes ends with its process still
 holding GPU memory; nights and weekends are mostly idle. Every bottleneck label occurs.
-generator.py turns the phases into samples.
+generator.py turns the phases into samples; `live_schedule` plays a run in minutes, for the demo
+feeder.
 """
 
 from __future__ import annotations
@@ -182,3 +183,32 @@ def _run(t: datetime, rng: random.Random, every_phase: bool = False) -> list[tup
         run.append((t, t + timedelta(minutes=minutes), name))
         t += timedelta(minutes=minutes)
     return run
+
+
+# A training run squeezed into minutes, for a demo fleet that goes on live: every phase, and so
+# every label, in each round.
+LIVE_ROUND = (
+    "loading",
+    "training",
+    "checkpoint",
+    "throttled",
+    "training",
+    "evaluation",
+    "swapping",
+    "training",
+    "held",
+    "idle",
+)
+
+
+def live_schedule(
+    start: datetime, rng: random.Random, seconds: tuple[float, float] = (120.0, 300.0)
+) -> Iterator[tuple[datetime, datetime, str]]:
+    """(from, to, phase name) from `start` on, without end: LIVE_ROUND over and over, each phase
+    lasting between `seconds[0]` and `seconds[1]`, so that the bottleneck changes every few minutes."""
+    t = start
+    while True:
+        for name in LIVE_ROUND:
+            end = t + timedelta(seconds=rng.uniform(*seconds))
+            yield t, end, name
+            t = end

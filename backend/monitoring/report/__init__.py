@@ -3,7 +3,7 @@ GPU-hours per bottleneck. Each reads the coarsest tier that answers, finer tiers
 what the tiers do not hold yet. The rest of the app imports this module only; its modules are:
 
 - history.py: /api/metrics/history/ (source and resolution chosen per range, XID events);
-- fleet.py: /api/fleet/report/ (GPU-hours lost per bottleneck, as JSON or CSV).
+- fleet.py: /api/fleet/report/ (GPU-hours per bottleneck, lost ones unused or wasted, as JSON or CSV).
 """
 
 from __future__ import annotations
@@ -12,6 +12,6 @@ from ..packages import public
 
 PUBLIC = {
     "history": ("HistoryRequestError", "history_for", "xid_event"),
-    "fleet": ("USEFUL", "ReportRequestError", "as_csv", "fleet_report", "parse_window"),
+    "fleet": ("UNUSED", "USEFUL", "WASTED", "ReportRequestError", "as_csv", "fleet_report", "parse_window"),
 }
 __all__, __getattr__, __dir__ = public(__name__, PUBLIC)

@@ -6,6 +6,10 @@ samples not classified yet go to `unclassified`, so that the labels add up to th
 the fleet, every server and every day. Utilization is GPU utilization weighted by GPU-hours;
 energy is the sum of the GPUs' energy counters' increments.
 
+GPU time that did not do its job is lost (every label but USEFUL, `unclassified` included), in two
+kinds that call for different fixes: unused (UNUSED: nothing on the GPU; a scheduler's business)
+and wasted (WASTED: a job holds the GPU but waits on something else; the job's business).
+
 Served in SQL from the tiers, each from its first whole bucket: the window starts on an hour (a
 minute for windows of two days or less), whole hours come from the 1-hour tier and whole days from
 the 1-day tier; the part the tiers have not rolled up yet from the 1-minute tier and then raw rows,
@@ -21,6 +25,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -34,6 +39,11 @@ UNCLASSIFIED = "unclassified"
 REPORT_LABELS = (*LABELS, UNCLASSIFIED)
 # Everything but these is GPU time lost to something.
 USEFUL = ("gpu-bound", "balanced")
+# Lost because nothing ran on the GPU.
+UNUSED = ("idle",)
+# Lost while a job held the GPU but waited: on the CPU, disk, host memory, a power or thermal cap,
+# or on nothing at all with its memory held.
+WASTED = tuple(label for label in LABELS if label not in USEFUL + UNUSED)
 FINE_MAX = timedelta(days=2)  # up to this window the 1-minute tier serves
 DEFAULT_DAYS = 7
 
@@ -68,12 +78,14 @@ def parse_window(params, now: datetime | None = None) -> Window:
         return Window(start, end)
     raw = (params.get("days") or str(DEFAULT_DAYS)).strip()
     try:
-        days = float(raw)
-    except ValueError:
+        # Read exactly: a tiny positive number (5e-324, 1e-400) is more than 0, as the spec says,
+        # however a float would round it.
+        days = Decimal(raw)
+    except InvalidOperation:
         raise ReportRequestError(f"days must be a number, not {raw[:20]!r}") from None
-    if not 0 < days <= longest.total_seconds() / 86400:
+    if not (days.is_finite() and 0 < days <= Decimal(settings.MONITORING_MAX_HISTORY_MINUTES) / 1440):
         raise ReportRequestError(f"days must be more than 0 and at most {longest.days}")
-    return Window(now - timedelta(days=days), now)
+    return Window(now - timedelta(days=float(days)), now)
 
 
 def _time(value: str, name: str) -> datetime:
@@ -180,6 +192,8 @@ def _block(sums: list[float | None]) -> dict:
         "utilization_percent": round(util / gpu_seconds, 2) if gpu_seconds else None,
         "energy_kwh": round(joules / 3.6e6, 3),
         "by_bottleneck": {label: round(by_label[label] / 3600, 3) for label in REPORT_LABELS},
+        "unused_gpu_hours": round(sum(by_label[label] for label in UNUSED) / 3600, 3),
+        "wasted_gpu_hours": round(sum(by_label[label] for label in WASTED) / 3600, 3),
     }
 
 
@@ -229,7 +243,8 @@ def fleet_report(window: Window) -> dict:
 
 
 def as_csv(report: dict) -> str:
-    """A row per server, a column per label (GPU-hours), for spreadsheets."""
+    """A row per server, a column per label (GPU-hours), then the unused and wasted GPU-hours
+    (after the columns it had before them, so that a spreadsheet's references hold)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
@@ -242,6 +257,8 @@ def as_csv(report: dict) -> str:
             "energy_kwh",
             "lost_gpu_hours",
             *REPORT_LABELS,
+            "unused_gpu_hours",
+            "wasted_gpu_hours",
         ]
     )
     for s in report["servers"]:
@@ -255,6 +272,8 @@ def as_csv(report: dict) -> str:
                 s["energy_kwh"],
                 s["lost_gpu_hours"],
                 *(s["by_bottleneck"][label] for label in REPORT_LABELS),
+                s["unused_gpu_hours"],
+                s["wasted_gpu_hours"],
             ]
         )
     return out.getvalue()

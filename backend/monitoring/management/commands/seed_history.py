@@ -1,6 +1,6 @@
 """Load realistic synthetic history for one server with COPY, and bring the tiers up to date.
 
-    manage.py seed_history gpu-box-01 --days 30 --interval 2 --gpus 4 --disks 2
+    manage.py seed_history gpu-box-01 --days 30 --interval 2 --gpus 4 --disks 2 --gpu-model h100
 
 The history ends now. The server is created if it does not exist; a server that already
 has samples in the range is refused (seed a fresh slug instead).
@@ -14,11 +14,15 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 from tqdm import tqdm
 
-from monitoring import ingest, tiers
-from monitoring.demo import Generator, columns
+from monitoring import catalogue, ingest, tiers
+from monitoring.demo import GPU_MODELS, Generator, columns
 from monitoring.models import MonitoredServer, Snapshot
+
+# Columns whose values go in as JSON (throttle reasons, processes).
+JSON_COLUMNS = {m.name for m in catalogue.METRICS if m.stored and m.sql == "jsonb"}
 
 
 class Command(BaseCommand):
@@ -30,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples (default 2)")
         parser.add_argument("--gpus", type=int, default=4, help="GPUs per sample (default 4)")
         parser.add_argument("--disks", type=int, default=2, help="disks per sample (default 2, at most 8)")
+        parser.add_argument(
+            "--gpu-model", choices=sorted(GPU_MODELS), default="a100", help="the GPUs' model (default a100)"
+        )
         parser.add_argument("--seed", type=int, default=0, help="random seed, for repeatable data")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,7 +51,9 @@ class Command(BaseCommand):
         if Snapshot.objects.filter(server_id=server.id, collected_at__gte=start, collected_at__lt=end).exists():
             raise CommandError(f"{server.slug} already has samples in that range; seed a fresh slug")
 
-        generator = Generator(server.id, opts["gpus"], opts["disks"], opts["interval"], seed=opts["seed"])
+        generator = Generator(
+            server.id, opts["gpus"], opts["disks"], opts["interval"], seed=opts["seed"], gpu_model=opts["gpu_model"]
+        )
         days = max(1, int(-(-opts["days"] // 1)))
         bar = tqdm(total=days, unit="day", desc=f"seeding {server.slug}", disable=opts["no_progress"], file=sys.stderr)
         total, labels, day_start = 0, set(), start
@@ -83,5 +92,5 @@ class Command(BaseCommand):
                 names = list(records[0])
                 with cursor.cursor.copy(f"COPY {table} ({columns(records[0])}) FROM STDIN") as copy:
                     for record in records:
-                        copy.write_row([record[name] for name in names])
+                        copy.write_row([Jsonb(record[n]) if n in JSON_COLUMNS else record[n] for n in names])
         return len(rows), {row.phase.label for row in rows}

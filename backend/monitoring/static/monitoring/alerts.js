@@ -42,10 +42,10 @@
     return e.status + (e.silenced ? ", silenced" : "");
   }
 
-  // What held: the label (a bottleneck label by its title) and the value, where the episode has them.
+  // What held: the label (a bottleneck label by its name on the page) and the value, where the episode has them.
   function heldText(e) {
     const parts = [];
-    if (e.label) parts.push(labels.titleFor(e.label));
+    if (e.label) parts.push(labels.displayName(e.label));
     if (e.value != null) parts.push(e.value.toLocaleString("en-US", { maximumFractionDigits: 2 }));
     return parts.join(" · ");
   }
@@ -71,7 +71,9 @@
 
   function item(e, when) {
     const held = [];
-    if (e.label) held.push(TW.chip(labels.LABEL_NAMES.includes(e.label) ? e.label : null, labels.titleFor(e.label)));
+    if (e.label) {
+      held.push(TW.chip(labels.LABEL_NAMES.includes(e.label) ? e.label : null, labels.displayName(e.label)));
+    }
     if (e.value != null) {
       held.push(h("span", { class: "value num" }, e.value.toLocaleString("en-US", { maximumFractionDigits: 2 })));
     }

@@ -168,7 +168,7 @@
         stroke: theme.axis,
         paths: () => null,
         points: { show: false },
-        value: (u, v) => (v == null ? "—" : labels.titleFor(labels.LABEL_NAMES[v])),
+        value: (u, v) => (v == null ? "—" : labels.displayName(labels.LABEL_NAMES[v])),
       },
     ];
     opts.hooks.draw = [(u) => drawBand(u, resolution.value)];
@@ -390,7 +390,7 @@
         total += 1;
       }
       const chips = labels.LABEL_NAMES.filter((l) => counts[l]).map((l) =>
-        TW.chip(l, labels.titleFor(l) + " " + fmt.pct((100 * counts[l]) / total, 0)),
+        TW.chip(l, labels.displayName(l) + " " + fmt.pct((100 * counts[l]) / total, 0)),
       );
       key.replaceChildren(...(chips.length ? chips : [h("span", { class: "muted" }, "no classified samples in view")]));
     }

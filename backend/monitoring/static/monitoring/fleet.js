@@ -81,7 +81,7 @@
     const b = server.bottleneck;
     const label = b && b.label;
     if (row.chip.dataset.label !== (label || "")) {
-      row.chip.replaceChildren(server.snapshot_count ? chip(label, label ? b.title : "pending") : "");
+      row.chip.replaceChildren(server.snapshot_count ? chip(label, label ? null : "pending") : "");
       row.chip.dataset.label = label || "";
     }
     const util = server.gpu_top_util_percent;

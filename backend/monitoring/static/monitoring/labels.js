@@ -1,5 +1,7 @@
-/* TrainWatch dashboard: bottleneck labels. Which labels exist, in which order, and their titles
-   come from the server (TW.config.labels, from the classifier); how each one looks is decided here. */
+/* TrainWatch dashboard: bottleneck labels. Which labels exist, in which order, and the names the
+   page shows them by come from the server (TW.config.labels, from the catalogue: "GPU-bound", not
+   the APIs' "Gpu Bound" title); how each one looks is decided here. Everything on the page that
+   shows a label shows displayName(label). */
 (function () {
   "use strict";
   const TW = window.TW;
@@ -8,7 +10,7 @@
   const LABELS = TW.config.labels || [];
   // In the classifier's order, which the timeline's key follows.
   const LABEL_NAMES = LABELS.map((l) => l.name);
-  const TITLES = Object.fromEntries(LABELS.map((l) => [l.name, l.title]));
+  const NAMES = Object.fromEntries(LABELS.map((l) => [l.name, l.display]));
 
   // One colour per label, chosen to read on light and dark backgrounds alike, and what it means.
   const LOOKS = {
@@ -26,15 +28,15 @@
      (yet), in a neutral grey apart from idle's. */
   const UNCLASSIFIED = "unclassified";
   const UNCLASSIFIED_LOOK = {
-    title: "Unclassified",
+    display: "Unclassified",
     color: "#6e7681",
     help: "Samples the classifier has not labelled (yet).",
   };
   LOOKS[UNCLASSIFIED] = UNCLASSIFIED_LOOK;
 
-  function titleFor(label) {
-    if (label === UNCLASSIFIED && !TITLES[label]) return UNCLASSIFIED_LOOK.title;
-    return label ? TITLES[label] || label : "";
+  function displayName(label) {
+    if (label === UNCLASSIFIED && !NAMES[label]) return UNCLASSIFIED_LOOK.display;
+    return label ? NAMES[label] || label : "";
   }
   function labelColor(label) {
     return (LOOKS[label] && LOOKS[label].color) || OTHER_COLOR;
@@ -43,16 +45,16 @@
     return (LOOKS[label] && LOOKS[label].help) || "";
   }
 
-  // A label as a coloured chip; `text` defaults to its title.
+  // A label as a coloured chip; `text` defaults to its name.
   function chip(label, text) {
     if (!label) return h("span", { class: "chip none" }, text || "not classified");
     return h(
       "span",
       { class: "chip", style: "--b:" + labelColor(label), title: helpFor(label) || null, "data-label": label },
-      text || titleFor(label),
+      text || displayName(label),
     );
   }
 
-  TW.labels = { LABEL_NAMES, UNCLASSIFIED, titleFor, labelColor, helpFor };
+  TW.labels = { LABEL_NAMES, UNCLASSIFIED, displayName, labelColor, helpFor };
   TW.chip = chip;
 })();

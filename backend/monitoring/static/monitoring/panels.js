@@ -99,7 +99,7 @@
           style: "--b:" + labels.labelColor(b.label),
         },
         h("span", { class: "kicker" }, st === "live" || st === "late" ? "Now" : "Last"),
-        h("span", { class: "label-title" }, b.title),
+        h("span", { class: "label-title" }, labels.displayName(b.label)),
         h("span", { class: "reason" }, b.reason || ""),
         h("span", { class: "what" }, labels.helpFor(b.label)),
         h(

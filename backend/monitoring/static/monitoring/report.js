@@ -1,8 +1,8 @@
 /* TrainWatch dashboard: the fleet report, as /api/fleet/report/ answers it: where the fleet's
    GPU-hours went over a window. The totals (GPU-hours, utilization, energy, servers, GPU-hours
-   lost), a stacked bar per UTC day of GPU-hours by bottleneck with its legend, and a table of the
-   servers, sortable by any column. Draws what it is given; the controller fetches and keeps the
-   sort in the URL.
+   lost, and of those the unused and the wasted), a stacked bar per UTC day of GPU-hours by
+   bottleneck with its legend, and a table of the servers, sortable by any column. Draws what it
+   is given; the controller fetches and keeps the sort in the URL.
 
    The bars are plain elements (a column per day, a segment per label, sized and coloured through
    element.style), so they need no canvas and every figure is in the DOM: each day is a .day with
@@ -13,9 +13,13 @@
   const { fmt, labels, h } = TW;
   const $ = (id) => document.getElementById(id);
 
-  // GPU time that did its job, as the server says; every other label (and unclassified) is lost.
+  // GPU time that did its job, as the server says; every other label (and unclassified) is lost:
+  // unused (nothing ran on the GPUs) or wasted (a job held them and waited), or not classified yet.
   const USEFUL = new Set(TW.config.usefulLabels || []);
-  const USEFUL_TEXT = [...USEFUL].map((label) => TW.labels.titleFor(label)).join(" and ");
+  const namesOf = (list) => (list || []).map((label) => TW.labels.displayName(label));
+  const USEFUL_TEXT = namesOf([...USEFUL]).join(" and ");
+  const UNUSED_TEXT = namesOf(TW.config.unusedLabels).join(", ");
+  const WASTED_TEXT = namesOf(TW.config.wastedLabels).join(", ");
   const DAY_MS = 86400 * 1000;
   const MAX_DATE_LABELS = 12; // beneath the bars; more days get every n-th date
 
@@ -80,18 +84,25 @@
         (v) => fmt.number(v, 1),
         "GPU-hours under every label but " + USEFUL_TEXT,
       ),
+      num("unused_gpu_hours", "Unused", (v) => fmt.number(v, 1), "GPU-hours with nothing on the GPUs: " + UNUSED_TEXT),
+      num(
+        "wasted_gpu_hours",
+        "Wasted",
+        (v) => fmt.number(v, 1),
+        "GPU-hours a job held the GPUs but waited: " + WASTED_TEXT,
+      ),
       {
         key: "top_bottleneck",
         title: "Top bottleneck",
         help: "the label with the most GPU-hours",
-        value: (s) => (s.top_bottleneck ? labels.titleFor(s.top_bottleneck) : null),
+        value: (s) => (s.top_bottleneck ? labels.displayName(s.top_bottleneck) : null),
         text: true,
       },
       ...labelList.map((label) => ({
         key: label,
         label,
-        title: labels.titleFor(label),
-        help: "GPU-hours labelled " + labels.titleFor(label) + (labels.helpFor(label) ? ": " + labels.helpFor(label) : ""),
+        title: labels.displayName(label),
+        help: ["GPU-hours labelled " + labels.displayName(label), labels.helpFor(label)].filter(Boolean).join(": "),
         value: (s) => (s.by_bottleneck || {})[label] ?? 0,
         show: (v) => fmt.number(v, 1),
         text: false,
@@ -166,22 +177,28 @@
     $("fleet-csv").href = opts.csvHref;
   }
 
-  function tile(key, title, value, text, note) {
+  function tile(key, title, value, text, note, help) {
     return h(
       "div",
-      { class: "tile", id: "fleet-total-" + key, "data-value": value == null ? "" : value },
+      { class: "tile", id: "fleet-total-" + key, "data-value": value == null ? "" : value, title: help || null },
       h("h3", {}, title),
       h("div", { class: "big num" }, ...text),
       note ? h("div", { class: "muted note" }, note) : null,
     );
   }
 
+  // "12% of GPU time: " for a part of the fleet's GPU-hours; nothing when there are none.
+  function shareText(part, f) {
+    return f.gpu_hours && part != null ? fmt.pct((100 * part) / f.gpu_hours, 0) + " of GPU time: " : "";
+  }
+
   function renderTotals(body) {
     const f = body.fleet || {};
     const lost = lostOf(f.by_bottleneck);
     const share = f.gpu_hours ? (100 * lost) / f.gpu_hours : null;
+    const gpuHours = (v) => [hours(v), h("small", {}, "GPU-h")];
     $("fleet-totals").replaceChildren(
-      tile("gpu_hours", "GPU-hours", f.gpu_hours, [hours(f.gpu_hours), h("small", {}, "GPU-h")], "GPUs × time sampled"),
+      tile("gpu_hours", "GPU-hours", f.gpu_hours, gpuHours(f.gpu_hours), "GPUs × time sampled"),
       tile(
         "utilization_percent",
         "GPU utilization",
@@ -195,8 +212,24 @@
         "lost_gpu_hours",
         "GPU-hours lost",
         Math.round(lost * 1000) / 1000,
-        [hours(lost), h("small", {}, "GPU-h")],
+        gpuHours(lost),
         (share == null ? "" : fmt.pct(share, 0) + " of GPU time, ") + "to anything but " + USEFUL_TEXT,
+      ),
+      tile(
+        "unused_gpu_hours",
+        "GPU-hours unused",
+        f.unused_gpu_hours,
+        gpuHours(f.unused_gpu_hours),
+        shareText(f.unused_gpu_hours, f) + "nothing ran on the GPUs",
+        "GPU-hours labelled " + UNUSED_TEXT,
+      ),
+      tile(
+        "wasted_gpu_hours",
+        "GPU-hours wasted",
+        f.wasted_gpu_hours,
+        gpuHours(f.wasted_gpu_hours),
+        shareText(f.wasted_gpu_hours, f) + "a job held the GPUs but waited",
+        "GPU-hours labelled " + WASTED_TEXT,
       ),
     );
   }
@@ -263,7 +296,7 @@
         seg.style.height = ((100 * v) / total).toFixed(3) + "%";
         seg.style.background = labels.labelColor(label);
         stack.append(seg);
-        lines.push(labels.titleFor(label) + ": " + hours(v) + " h (" + fmt.pct((100 * v) / total, 0) + ")");
+        lines.push(labels.displayName(label) + ": " + hours(v) + " h (" + fmt.pct((100 * v) / total, 0) + ")");
       }
       plot.append(
         h(
@@ -289,7 +322,7 @@
             title: labels.helpFor(label) || null,
           },
           swatch(label),
-          labels.titleFor(label),
+          labels.displayName(label),
           h("span", { class: "muted num" }, hours(by[label] || 0) + " h"),
         ),
       ),
