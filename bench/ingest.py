@@ -358,7 +358,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="wrk threads (default: one per connection, so that each server's samples keep one connection, "
+        "as an agent's do)",
+    )
     parser.add_argument("--servers", type=int, default=50, help="servers the clients post for (default 50)")
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers (default 4)")
     parser.add_argument(
@@ -381,7 +387,7 @@ def main() -> None:
             {**env, "GUNICORN_WORKER_CLASS": worker_class},
             args.duration,
             args.connections,
-            args.threads,
+            args.threads or args.connections,
             args.servers,
             args.web_workers,
             args.worker_concurrency,
