@@ -116,11 +116,18 @@ def test_make_run_demo_keeps_the_demo_fleet_live_and_stops_its_feeder(tmp_path):
         def demo_servers_live():
             servers = session.get(f"{base}/api/servers/", timeout=10).json()["servers"]
             demo = {s["slug"]: s for s in servers if s["slug"].startswith("demo-")}
-            newest = [s["latest_snapshot_at"] for s in demo.values()]
-            # Samples made after make run started: the feeder's, not the seeded history.
-            return len(demo) == 3 and all(t and datetime.fromisoformat(t).timestamp() > started for t in newest)
+            newest = [s["latest_snapshot_at"] for s in servers]
+            # Samples made after make run started: the feeder's (not the seeded history), and this
+            # machine's agent's: four live servers.
+            return (
+                len(demo) == 3
+                and len(servers) == 4
+                and all(t and datetime.fromisoformat(t).timestamp() > started for t in newest)
+            )
 
-        eventually(demo_servers_live, timeout=60, message="the demo servers' samples made after the start")
+        eventually(demo_servers_live, timeout=60, message="four servers with samples made after the start")
+        firing = session.get(f"{base}/api/alerts/", timeout=10).json()["firing"]
+        assert not [a for a in firing if a["rule"] == "node offline"], firing
         latest = session.get(f"{base}/api/metrics/latest/", params={"server": "demo-h100-01"}, timeout=10).json()
         assert {g["name"] for g in latest["snapshot"]["gpu"]["devices"]} == {"NVIDIA H100 80GB HBM3"}
     finally:
