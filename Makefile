@@ -67,11 +67,17 @@ run: venv frontend services ## The whole system on this machine, watching itself
 	@scripts/run.sh
 
 .PHONY: test-tools
-test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI to validate docker-compose.yml, nginx (the proxy)
+test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI, nginx (the proxy), lintian (the agent's .deb)
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -q && $$sudo apt-get install -y -q docker-compose; }
 	@[ -x /usr/sbin/nginx ] || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q nginx-light; }
+	@command -v lintian >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q lintian; }
+
+.PHONY: agent-dist
+agent-dist: venv ## The agent for nodes, into dist/: one file (trainwatch-agent.pyz) and a .deb (docs/agent.md)
+	$(PY) agent/packaging/build.py
 
 .PHONY: services
 services: ## TimescaleDB and Redis up and reachable (installs what is missing)
