@@ -1,9 +1,9 @@
 """The agent for nodes without a checkout (`make agent-dist`): the zipapp on the oldest Python here,
 with the bundled psutil or the node's own; the .deb unpacked into a scratch root, its unit and its
-maintainer scripts, lintian.
+maintainer scripts, lintian; the container image's build stage and its compose file.
 
 Both artefacts run against a real web app. Nothing is installed on this machine: the .deb is only
-unpacked."""
+unpacked, and the image is not built (no Docker engine here), only its build stage's command run."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ import pytest
 
 from monitoring.models import MonitoredServer, Snapshot
 from tests.conftest import ROOT, VENV_BIN, eventually, process_env, register
+from tests.test_deploy import compose_command
 
 BUILD = ROOT / "agent" / "packaging" / "build.py"
+WHEEL_CACHE = ROOT / "build" / "agent-wheels"
 UNIT = ROOT / "deploy" / "agent" / "trainwatch-agent.service"
 STOPPED = re.compile(r"stopped: took (\d+) samples; sent (\d+) .*; (\d+) samples wait")
 
@@ -325,3 +327,43 @@ def test_lintian_finds_no_error_and_no_warning_in_the_deb(deb):
     result = subprocess.run(["lintian", "--no-tag-display-limit", str(deb)], capture_output=True, text=True)
     tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
     assert tags == [] and result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the container ---------------------------------------------------------------------------------
+
+
+def test_the_images_build_stage_builds_the_container_zipapp_from_agent_alone(tmp_path):
+    """The Dockerfile's build context is agent/: its build command, run in a copy of agent/ alone."""
+    dockerfile = (ROOT / "agent" / "Dockerfile").read_text()
+    (command,) = re.findall(r"^RUN (python packaging/build\.py .*)$", dockerfile, flags=re.M)
+    source = tmp_path / "src" / "agent"
+    shutil.copytree(ROOT / "agent", source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    if WHEEL_CACHE.exists():  # the wheels the image would download, from this checkout's cache
+        shutil.copytree(WHEEL_CACHE, tmp_path / "src" / "build" / "agent-wheels")
+    args = command.split()[1:]
+    args = [str(tmp_path / "out.pyz") if a == "/out/trainwatch-agent.pyz" else a for a in args]
+    subprocess.run([sys.executable, *args], cwd=source, check=True, capture_output=True)
+    with zipfile.ZipFile(tmp_path / "out.pyz") as archive:
+        assert archive.read("trainwatch_agent/_packaging.py") == b'PACKAGING = "container"\n'
+    assert "COPY --from=build /out/trainwatch-agent.pyz /usr/lib/trainwatch-agent/trainwatch-agent.pyz" in dockerfile
+    assert 'ENTRYPOINT ["python", "/usr/lib/trainwatch-agent/trainwatch-agent.pyz"]' in dockerfile
+    assert "NVIDIA_DRIVER_CAPABILITIES=utility" in dockerfile and re.search(r"^USER 10001", dockerfile, flags=re.M)
+
+
+def test_the_agent_compose_file_validates_and_gives_the_agent_the_hosts_view(tmp_path):
+    import yaml
+
+    env = {**os.environ, "TRAINWATCH_URL": "http://trainwatch.example:8000", "TRAINWATCH_SERVER": "gpu-box-01"}
+    compose = ROOT / "deploy" / "agent-compose.yml"
+    result = subprocess.run([*compose_command(), "-f", str(compose), "config"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    agent = yaml.safe_load(result.stdout)["services"]["agent"]
+    assert agent["pid"] == "host" and agent["network_mode"] == "host" and agent["runtime"] == "nvidia"
+    assert agent["environment"]["TRAINWATCH_TOKEN_FILE"] == "/run/secrets/trainwatch_token"
+    assert agent["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
+    assert any(str(v).startswith("spool:/var/lib/trainwatch-agent") for v in agent["volumes"])
+    assert Path(agent["build"]["context"]).resolve() == ROOT / "agent"
+    # Without the node's slug it refuses to start, rather than sampling for nobody.
+    missing = {k: v for k, v in env.items() if k != "TRAINWATCH_SERVER"}
+    result = subprocess.run([*compose_command(), "-f", str(compose), "config", "-q"], capture_output=True, env=missing)
+    assert result.returncode != 0
