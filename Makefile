@@ -36,13 +36,17 @@ venv: $(VENV)/.installed ## Python packages into .venv, exactly as locked (requi
 
 # uv resolves; what it writes is read by plain pip. The existing lock's versions are kept unless
 # UPGRADE names packages (UPGRADE="django celery") or is "all".
-UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
-	--custom-compile-command "make lock" $(if $(filter all,$(UPGRADE)),--upgrade,$(UPGRADE:%=--upgrade-package %))
+UV_PIP_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" \
+	$(if $(filter all,$(UPGRADE)),--upgrade,$(UPGRADE:%=--upgrade-package %))
+UV_COMPILE = $(UV_PIP_COMPILE) --universal --python-version 3.11
 
 .PHONY: lock
 lock: venv ## Re-lock the whole tree from requirements*.in (UPGRADE=pkg or UPGRADE=all to move versions)
 	$(UV_COMPILE) requirements.in -o requirements.txt
 	$(UV_COMPILE) requirements-dev.in -c requirements.txt --no-emit-package trainwatch-agent -o requirements-dev.txt
+	@# What the agent's zipapp, .deb and image bundle: one set for every node, so resolved for the
+	@# oldest Python the agent supports.
+	$(UV_PIP_COMPILE) --python-version 3.9 agent/pyproject.toml -o agent/requirements-node.txt
 
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -63,11 +67,17 @@ run: venv frontend services ## The whole system on this machine, watching itself
 	@scripts/run.sh
 
 .PHONY: test-tools
-test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI to validate docker-compose.yml, nginx (the proxy)
+test-tools: chromium ## What the tests use beyond Python: Chromium, a compose CLI, nginx (the proxy), lintian (the agent's .deb)
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -q && $$sudo apt-get install -y -q docker-compose; }
 	@[ -x /usr/sbin/nginx ] || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q nginx-light; }
+	@command -v lintian >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q lintian; }
+
+.PHONY: agent-dist
+agent-dist: venv ## The agent for nodes, into dist/: one file (trainwatch-agent.pyz) and a .deb (docs/agent.md)
+	$(PY) agent/packaging/build.py
 
 .PHONY: services
 services: ## TimescaleDB and Redis up and reachable (installs what is missing)

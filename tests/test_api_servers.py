@@ -43,6 +43,7 @@ def test_it_lists_active_servers_with_every_contract_field(alice, box, other_box
     assert first["id"] == box.server.id and first["name"] == "GPU Box 01"
     assert first["hostname"] == "train01" and first["description"] == "" and first["is_active"] is True
     assert first["last_agent_version"] == "0.1.0"
+    assert first["agent_packaging"] == ""  # the test agent does not say how it was installed
     assert first["snapshot_count"] == 3
     assert first["latest_snapshot_at"] == (start + timedelta(seconds=4)).isoformat()
     assert first["last_seen_at"] is not None

@@ -101,6 +101,29 @@ def test_it_updates_the_server_from_the_agent_block(ingest, box):
     assert server.latest_snapshot_at == T0
 
 
+def test_it_keeps_how_the_agent_was_installed(ingest, box):
+    body = samples.body(T0)
+    body["agent"]["packaging"] = "deb"
+    assert ingest.send(box, body).status_code == 200
+    assert box.refresh().agent_packaging == "deb"
+    # A sample without the agent block says nothing about the agent: what is stored stays.
+    assert ingest.send(box, samples.sample(T0 + timedelta(seconds=2))).status_code == 200
+    assert box.refresh().agent_packaging == "deb"
+    # An agent that names its version but not its packaging is an older one, put in the deb's place.
+    assert ingest.send(box, samples.body(T0 + timedelta(seconds=4))).status_code == 200
+    server = box.refresh()
+    assert (server.last_agent_version, server.agent_packaging) == ("0.1.0", "")
+
+
+def test_it_refuses_a_packaging_longer_than_32_characters(ingest, box):
+    body = samples.body(T0)
+    body["agent"]["packaging"] = "x" * 33
+    response = ingest.send(box, body)
+    assert response.status_code == 400
+    assert "agent.packaging" in response.json()["error"]
+    assert box.refresh().agent_packaging == ""
+
+
 def test_it_rejects_a_missing_token(ingest, box):
     response = ingest.post(box.slug, samples.body(T0))
     assert response.status_code == 401

@@ -101,3 +101,18 @@ def test_what_is_edited_by_hand_is_what_is_locked(source, locked):
 def test_the_agent_stays_a_library_with_lower_bounds():
     dependencies = tomllib.loads((ROOT / "agent" / "pyproject.toml").read_text())["project"]["dependencies"]
     assert dependencies and all(">=" in d and "==" not in d and "<" not in d for d in dependencies)
+
+
+def test_the_agents_node_lock_pins_what_the_agent_needs_with_hashes():
+    """agent/requirements-node.txt: what the zipapp, the .deb and the image bundle, resolved for
+    Python 3.9 (`make lock`), so it may hold older versions than the dev lock, never other packages."""
+    entries = lock("agent/requirements-node.txt")
+    assert [n for n, (_, _, hashes) in entries.items() if not hashes] == []
+    assert all(marker is None for _, marker, _ in entries.values())  # one set for every node
+    dependencies = tomllib.loads((ROOT / "agent" / "pyproject.toml").read_text())["project"]["dependencies"]
+    for text in dependencies:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in entries, f"{text} is not in agent/requirements-node.txt: run make lock"
+        assert requirement.specifier.contains(entries[name][0]), f"{text}: the node lock has {entries[name][0]}"
+    assert set(entries) <= set(lock("requirements-dev.txt"))

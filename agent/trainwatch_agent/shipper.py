@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Optional
 
 from trainwatch_agent.backoff import Backoff
 from trainwatch_agent.logs import Limiter
@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 # Live samples waiting in memory beyond this (the sender is stuck on a slow server) go to the spool.
 MAX_OUTBOX = 16
 
-# A sample on its way: its spool file name (None for a live sample) and the sample.
-Item = tuple[str | None, dict[str, Any]]
+# A sample on its way: its spool file name (None for a live sample) and the sample. Evaluated at
+# import, so not `str | None`: the agent runs on Python 3.9.
+Item = tuple[Optional[str], dict[str, Any]]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     POST {url}/api/ingest/servers/{slug}/metrics/
     X-Monitoring-Token: <token>
-    {"sample": {...}, "agent": {"version", "hostname", "platform", "python", "labels"}}
+    {"sample": {...}, "agent": {"version", "packaging", "hostname", "platform", "python", "labels"}}
 
 or, for many samples in one request (`send_batch`), the batch form:
 
@@ -51,6 +51,7 @@ from typing import Any
 import requests
 
 from trainwatch_agent import __version__, values
+from trainwatch_agent.packaging import packaging
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def agent_info(labels: dict[str, str]) -> dict[str, Any]:
     """The `agent` block: who sent the sample (the server shows it on the server's page)."""
     return {
         "version": __version__,
+        "packaging": packaging(),
         "hostname": values.text(socket.gethostname(), 255),
         "platform": values.text(platform.platform(), 255),
         "python": values.text(platform.python_version(), 64),

@@ -17,6 +17,7 @@ class MonitoredServerAdmin(admin.ModelAdmin):
     readonly_fields = (
         "last_seen_at",
         "last_agent_version",
+        "agent_packaging",
         "agent_platform",
         "agent_python",
         "agent_labels",

@@ -41,6 +41,8 @@ class MonitoredServer(models.Model):
     # What the agent last told us about itself.
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_agent_version = models.CharField(max_length=64, blank=True, default="")
+    # How that agent was installed (deb, zipapp, container, pip); blank for agents that do not say.
+    agent_packaging = models.CharField(max_length=32, blank=True, default="")
     agent_platform = models.CharField(max_length=255, blank=True, default="")
     agent_python = models.CharField(max_length=64, blank=True, default="")
     agent_labels = models.JSONField(default=dict, blank=True)
@@ -90,6 +92,7 @@ class MonitoredServer(models.Model):
             "is_active": self.is_active,
             "last_seen_at": _iso(self.last_seen_at),
             "last_agent_version": self.last_agent_version,
+            "agent_packaging": self.agent_packaging,
             "snapshot_count": self.snapshot_count,
             "latest_snapshot_at": _iso(self.latest_snapshot_at),
             "interval_seconds": self.sample_interval_seconds,

@@ -87,8 +87,20 @@ def test_it_posts_the_sample_and_agent_block_with_the_token(stub):
     assert request["headers"]["User-Agent"] == "trainwatch-agent/0.1.0"
     body = json.loads(request["body"])
     assert body["sample"] == SAMPLE
-    assert set(body["agent"]) == {"version", "hostname", "platform", "python", "labels"}
+    assert set(body["agent"]) == {"version", "packaging", "hostname", "platform", "python", "labels"}
     assert body["agent"]["labels"] == {"rack": "r1"}
+    assert body["agent"]["packaging"] == "pip"  # installed from agent/, not from one of the builds
+
+
+def test_a_build_says_how_it_was_installed_and_an_unknown_word_reads_as_pip(monkeypatch):
+    import sys
+    import types
+
+    from trainwatch_agent.packaging import packaging
+
+    for written, reported in (("deb", "deb"), ("container", "container"), ("<b>x</b>", "pip")):
+        monkeypatch.setitem(sys.modules, "trainwatch_agent._packaging", types.SimpleNamespace(PACKAGING=written))
+        assert packaging() == reported
 
 
 @pytest.mark.parametrize(

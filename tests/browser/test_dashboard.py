@@ -112,6 +112,26 @@ def test_the_fleet_lists_every_server_with_its_state_bottleneck_and_last_seen(al
     expect(page.locator('#fleet a[aria-current="true"]')).to_have_attribute("data-slug", query(page)["server"])
 
 
+def test_the_fleet_shows_each_agents_version_and_packaging_and_marks_the_old_ones(alice_page, fleet):
+    MonitoredServer.objects.filter(slug="gpu-box-01").update(last_agent_version="0.10.0", agent_packaging="deb")
+    # Strings from nodes: shown as text, never as markup.
+    MonitoredServer.objects.filter(slug="cpu-node-07").update(last_agent_version="0.9.1", agent_packaging="<b>pip</b>")
+    page = alice_page
+    page.goto("/")
+    wait_drawn(page)
+    newest = page.locator('#fleet li[data-slug="gpu-box-01"] .agent-version')
+    older = page.locator('#fleet li[data-slug="cpu-node-07"] .agent-version')
+    expect(newest).to_have_text("0.10.0 · deb")
+    expect(newest).to_have_attribute("data-old", "false")
+    expect(older).to_have_text("0.9.1 · <b>pip</b>")
+    expect(older).to_have_attribute("data-old", "true")
+    expect(older).to_have_attribute(
+        "title", "Agent 0.9.1, installed as <b>pip</b>; older than 0.10.0, the newest in the fleet"
+    )
+    expect(older.locator("b")).to_have_count(0)
+    expect(page.locator('#fleet li[data-slug="spare-box"] .agent-version')).to_be_empty()
+
+
 def test_the_selected_server_shows_its_bottleneck_figures_and_every_chart(alice_page, fleet):
     page = alice_page
     page.goto("/?server=gpu-box-01")

@@ -22,7 +22,7 @@ LATEST_COLUMNS = "gpu_top_util_percent"
 # the snapshots it inserted (none for samples already stored) with collected_at and
 # LATEST_COLUMNS, a CTE `sent` of every sample's collected_at and interval (seconds since its
 # previous sample, or null), and read the parameters server, now and what the agent says about itself:
-# agent_version, agent_hostname, agent_platform, agent_python, agent_labels (null keeps the
+# agent_version, agent_packaging, agent_hostname, agent_platform, agent_python, agent_labels (null keeps the
 # stored value), and newest_at, newest_counters (the newest sample sent and its counters).
 # `server` returns the server's newest sample time after the statement, and its counters.
 INGEST_CTES = """
@@ -52,6 +52,7 @@ server AS (
         -- What the classifier has to label starts at the oldest sample written now, if not before.
         unlabelled_from = least(unlabelled_from, (SELECT min(collected_at) FROM snap)),
         last_agent_version = COALESCE(%(agent_version)s::text, last_agent_version),
+        agent_packaging = COALESCE(%(agent_packaging)s::text, agent_packaging),
         hostname = COALESCE(%(agent_hostname)s::text, hostname),
         agent_platform = COALESCE(%(agent_platform)s::text, agent_platform),
         agent_python = COALESCE(%(agent_python)s::text, agent_python),

@@ -123,6 +123,8 @@ SAMPLE = obj(
 AGENT = obj(
     {
         "version": text(64),
+        # How the agent was installed: deb, zipapp, container or pip (any word a newer agent sends).
+        "packaging": text(32),
         "hostname": text(255),
         "platform": text(255),
         "python": text(64),

@@ -262,8 +262,14 @@ def _echo(host: dict, derived: dict) -> dict:
 
 def _agent_params(agent: dict) -> dict:
     labels = agent.get("labels")
+    packaging = agent.get("packaging")
+    if packaging is None and agent.get("version") is not None:
+        # An agent that names its version but not its packaging predates the field: whatever an
+        # earlier agent on this server said no longer holds.
+        packaging = ""
     return {
         "agent_version": agent.get("version"),
+        "agent_packaging": packaging,
         "agent_hostname": agent.get("hostname"),
         "agent_platform": agent.get("platform"),
         "agent_python": agent.get("python"),

@@ -1,6 +1,6 @@
 /* TrainWatch dashboard: the fleet list, every active server with its state, bottleneck, busiest
-   GPU, the age of its newest sample and a badge for its firing alerts. Rows are updated in place,
-   so focus and hover stay put. */
+   GPU, its agent's version and packaging, the age of its newest sample and a badge for its firing
+   alerts. Rows are updated in place, so focus and hover stay put. */
 (function () {
   "use strict";
   const TW = window.TW;
@@ -14,6 +14,7 @@
   function renderFleet(servers, selected, onPick, firing) {
     const list = $("fleet");
     const now = TW.clock.now();
+    const newest = newestVersion(servers);
     const seen = new Set();
     for (const server of servers) {
       seen.add(server.slug);
@@ -23,6 +24,7 @@
         rows.set(server.slug, row);
       }
       updateRow(row, server, selected, now);
+      updateVersion(row.version, server, newest);
       updateBadge(row.badge, (firing && firing[server.slug]) || []);
     }
     for (const [slug, row] of rows) {
@@ -46,6 +48,7 @@
       seen: h("span", { class: "seen num" }),
       state: h("span", { class: "state" }),
       chip: h("span"),
+      version: h("span", { class: "agent-version num" }),
       gpu: h("span", { class: "gpu num" }),
     };
     row.link = h(
@@ -55,7 +58,7 @@
       // The badge is part of the link: a click on it opens the server like a click on its name.
       h("span", { class: "title" }, row.name, row.badge),
       row.seen,
-      h("span", { class: "meta" }, row.state, row.chip, row.gpu),
+      h("span", { class: "meta" }, row.state, row.chip, row.version, row.gpu),
     );
     row.link.addEventListener("click", (e) => {
       if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return; // new tab: let the browser do it
@@ -91,6 +94,46 @@
         ? []
         : [h("span", { class: "minibar" }, h("i", { style: "width:" + Math.min(100, util) + "%" })), fmt.pct(util, 0)]),
     );
+  }
+
+  /* A version's numbers, part by part ("0.10.0" is newer than "0.9.1"); text between them is ignored. */
+  function versionParts(version) {
+    return (String(version).match(/\d+/g) || []).slice(0, 8).map(Number);
+  }
+
+  function olderThan(a, b) {
+    const x = versionParts(a);
+    const y = versionParts(b);
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+      if ((x[i] || 0) !== (y[i] || 0)) return (x[i] || 0) < (y[i] || 0);
+    }
+    return false;
+  }
+
+  function newestVersion(servers) {
+    let newest = "";
+    for (const s of servers) {
+      if (s.last_agent_version && (!newest || olderThan(newest, s.last_agent_version))) newest = s.last_agent_version;
+    }
+    return newest;
+  }
+
+  /* The agent's version and how it was installed ("0.1.0 · deb"), marked when it is older than the
+     newest agent in the fleet. Both strings come from the node: shown as text only. */
+  function updateVersion(el, server, newest) {
+    const version = server.last_agent_version || "";
+    const packaging = server.agent_packaging || "";
+    const old = Boolean(version && olderThan(version, newest));
+    const text = version ? version + (packaging ? " · " + packaging : "") : "";
+    const title = version
+      ? "Agent " + version + (packaging ? ", installed as " + packaging : "") +
+        (old ? "; older than " + newest + ", the newest in the fleet" : "")
+      : "";
+    if (el.textContent === text && el.title === title) return;
+    el.textContent = text;
+    el.title = title;
+    el.className = "agent-version num" + (old ? " old" : "");
+    el.dataset.old = old ? "true" : "false";
   }
 
   /* A server's firing alerts: their count, red, or grey when every one of them is silenced; its
