@@ -199,3 +199,36 @@ def test_labels_move_out_of_the_snapshots_and_back(before_labels):
     ]
     for relation in ("monitoring_snapshotlabel", "monitoring_snapshotlabel_1m", "monitoring_snapshotlabel_1d"):
         assert fetch("SELECT to_regclass(%s)", [relation]) == [(None,)]
+
+
+WORKLOADS_ADDED = ("monitoring", "0011_workloads")
+
+
+@pytest.fixture
+def before_workloads(tier_db):
+    migrate(LABELS_MOVED)
+    try:
+        yield
+    finally:
+        migrate(None)
+
+
+def workload_table_exists() -> bool:
+    return fetch("SELECT to_regclass('monitoring_workload') IS NOT NULL")[0][0]
+
+
+def test_the_workload_table_comes_and_goes_with_its_migration(before_workloads):
+    assert not workload_table_exists()
+    server = server_at("ranges")
+    migrate(WORKLOADS_ADDED)
+    assert workload_table_exists()
+    at = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    fetch_none(
+        "INSERT INTO monitoring_workload (server_id, kind, workload_id, labels, gpus, first_seen, last_seen) "
+        f"VALUES ({server}, 'slurm', '1234', '{{}}', '{{0,1}}', '{at.isoformat()}', '{at.isoformat()}')"
+    )
+    assert fetch("SELECT kind, workload_id, gpus FROM monitoring_workload") == [("slurm", "1234", [0, 1])]
+    migrate(LABELS_MOVED)
+    assert not workload_table_exists()
+    # The samples' tables are untouched either way.
+    assert fetch("SELECT count(*) FROM monitoring_monitoredserver WHERE id = %s", [server]) == [(1,)]
