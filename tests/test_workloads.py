@@ -11,10 +11,22 @@ from django.test import Client
 
 from monitoring.models import GpuSample, Workload
 from monitoring.tiers import apply_retention
+from monitoring.workloads import ranges as remembered
 from tests import samples
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def exact_ranges(settings):
+    """Every sample writes its workloads' ranges, and this process remembers nothing from another
+    test; the tests of the memory set a resolution of their own."""
+    settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS = 0
+    remembered._written.clear()
+    yield
+    remembered._written.clear()
+
 
 SLURM = {
     "kind": "slurm",
@@ -173,6 +185,63 @@ def test_odd_text_in_a_workload_is_stored_as_valid_unicode(ingest, box):
 def test_the_contracts_sample_without_workloads_writes_none(ingest, box):
     assert ingest.send(box, samples.body(samples.now_minus(5))).status_code == 200
     assert not Workload.objects.exists()
+
+
+# --- what each web process remembers: unchanged running workloads cost nothing -----------------
+
+
+def row_version() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xmin::text FROM monitoring_workload ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_running_workload_is_written_again_only_every_resolution_and_its_end_exactly(ingest, box, settings):
+    settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS = 30
+    start = samples.now_minus(200)
+    send_every(ingest, box, start, 1, {0: [process(10, SLURM)]})
+    first = row_version()
+    send_every(ingest, box, start + timedelta(seconds=2), 10, {0: [process(10, SLURM)]})  # up to 20 s
+    assert row_version() == first  # nothing written for ten samples
+    assert ranges()[0][6] == start
+    send_every(ingest, box, start + timedelta(seconds=30), 1, {0: [process(10, SLURM)]})
+    assert ranges()[0][6] == start + timedelta(seconds=30)
+    last = send_every(ingest, box, start + timedelta(seconds=32), 5, {0: [process(10, SLURM)]})
+    assert ranges()[0][6] == start + timedelta(seconds=30)  # behind, by less than the resolution
+    # It leaves the GPUs: the next sample writes its true end.
+    send_every(ingest, box, last + timedelta(seconds=2), 1, {})
+    assert ranges()[0][5:] == (start, last)
+
+
+def test_a_change_is_written_at_once(ingest, box, settings):
+    settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS = 30
+    start = samples.now_minus(100)
+    send_every(ingest, box, start, 2, {0: [process(10, SLURM)]})
+    send_every(ingest, box, start + timedelta(seconds=4), 1, {0: [process(10, SLURM)], 3: [process(11, SLURM)]})
+    assert ranges()[0][4] == [0, 3]
+    renamed = {**SLURM, "name": "llama-70b-resumed"}
+    send_every(ingest, box, start + timedelta(seconds=6), 1, {0: [process(10, renamed)]})
+    assert ranges()[0][2:] == ("llama-70b-resumed", "alice", [0, 3], start, start + timedelta(seconds=6))
+
+
+def test_a_process_that_remembers_nothing_writes_what_it_sees(ingest, box, settings):
+    settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS = 30
+    start = samples.now_minus(100)
+    send_every(ingest, box, start, 3, {0: [process(10, SLURM)]})
+    remembered._written.clear()  # a restart, or another web process
+    send_every(ingest, box, start + timedelta(seconds=6), 1, {0: [process(10, SLURM)]})
+    assert ranges()[0][5:] == (start, start + timedelta(seconds=6))
+
+
+def test_a_running_workload_behind_by_less_than_the_resolution_still_runs(alice, box, ingest, settings):
+    settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS = 30
+    start = samples.now_minus(100)
+    newest = send_every(ingest, box, start, 8, {0: [process(10, SLURM)]})
+    assert ranges()[0][6] < newest
+    listed = get(alice).json()["workloads"]
+    assert [(w["id"], w["running"]) for w in listed] == [("1234", True)]
+    process_workload = client_for(alice).get("/api/metrics/latest/").json()["snapshot"]["gpu"]["devices"][0]
+    assert process_workload["processes"][0]["workload"]["name"] == "llama-70b"
 
 
 # --- GET /api/workloads/ ----------------------------------------------------------------------

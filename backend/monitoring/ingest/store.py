@@ -212,13 +212,16 @@ def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime
     newest = rows[-1][0]
     params["newest_at"], params["newest_counters"] = newest.collected_at, _counters_json(_as_previous(newest))
     params["snap"] = _json_rows([{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows])
-    # A GPU process keeps its workload's reference; the workload itself goes to its range.
-    processes, ranges = workloads.split_processes(
-        [(s.collected_at, dev["gpu"]) for s, dev, _, _ in rows], settings.MONITORING_RATE_MAX_GAP_SECONDS
-    )
+    # A GPU process keeps its workload's reference; the workload itself goes to its range, when
+    # the range needs writing (what this process wrote of it before is remembered).
+    gap = settings.MONITORING_RATE_MAX_GAP_SECONDS
+    processes, ranges = workloads.split_processes([(s.collected_at, dev["gpu"]) for s, dev, _, _ in rows], gap)
     gpu_rows = [g for _, dev, _, _ in rows for g in dev["gpu"]]
     params["gpus"] = _json_rows([{**g, "processes": p} for g, p in zip(gpu_rows, processes)])
-    params["workloads"], params["workload_gap"] = _json_rows(ranges), settings.MONITORING_RATE_MAX_GAP_SECONDS
+    sent = workloads.changes(
+        server_id, ranges, newest.collected_at, gap, settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS
+    )
+    params["workloads"], params["workload_gap"] = _json_rows(sent), gap
     params["disks"] = _json_rows([d for _, dev, _, _ in rows for d in dev["disk"]])
     params["xids"] = _json_rows([x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])])
     params.update(_agent_params(agent))
@@ -231,6 +234,8 @@ def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime
             latest, held = at, _held(at, kept)
         else:
             written[at] = snapshot_id
+    if written and not failed:
+        workloads.written(server_id, ranges, sent, newest.collected_at, gap)
     return (None if failed else written), latest, held
 
 

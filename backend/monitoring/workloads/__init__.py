@@ -16,7 +16,7 @@ from ..packages import public
 
 PUBLIC = {
     "models": ("Workload",),
-    "ranges": ("INGEST_CTES", "split_processes"),
+    "ranges": ("INGEST_CTES", "changes", "split_processes", "written"),
     "queries": ("for_processes", "listing", "prune"),
 }
 __all__, __getattr__, __dir__ = public(__name__, PUBLIC)

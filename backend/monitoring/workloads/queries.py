@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Q
 
 from .models import Workload
@@ -32,8 +33,8 @@ def as_dict(workload: Workload, running: bool) -> dict:
 
 def listing(now: datetime, server_id: int | None = None, user: str = "", q: str = "") -> list[dict]:
     """Running and recent workloads of active servers, running first, then by last seen. A
-    workload runs when its processes were on the GPUs in its server's newest sample. `user`: an
-    exact user; `q`: a part of the id, the name or the user (any case)."""
+    workload runs when its processes were on the GPUs in its server's newest sample (see _running).
+    `user`: an exact user; `q`: a part of the id, the name or the user (any case)."""
     found = Workload.objects.select_related("server").filter(last_seen__gte=now - RECENT, server__is_active=True)
     if server_id is not None:
         found = found.filter(server_id=server_id)
@@ -46,21 +47,27 @@ def listing(now: datetime, server_id: int | None = None, user: str = "", q: str 
     return rows
 
 
+def _resolution() -> timedelta:
+    return timedelta(seconds=settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS)
+
+
 def _running(workload: Workload) -> bool:
+    """On the GPUs in its server's newest sample, as far as the stored range says: a running range's
+    end is written every MONITORING_WORKLOAD_RESOLUTION_SECONDS, and exactly once it has left."""
     newest = workload.server.latest_snapshot_at
-    return newest is not None and workload.last_seen >= newest
+    return newest is not None and workload.last_seen >= newest - _resolution()
 
 
 def for_processes(server_id: int, at: datetime, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict]:
     """The workloads of a sample's GPU processes, by (kind, id): the range of each that holds the
-    sample's time."""
+    sample's time (a running range's stored end may be behind by the resolution)."""
     if not refs:
         return {}
     found = Workload.objects.filter(
         server_id=server_id,
         workload_id__in={ident for _, ident in refs},
         first_seen__lte=at,
-        last_seen__gte=at,
+        last_seen__gte=at - _resolution(),
     )
     return {
         (w.kind, w.workload_id): {

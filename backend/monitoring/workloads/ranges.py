@@ -6,10 +6,18 @@ what the workload is (name, user, labels) and when it ran live in one row per ra
 (`monitoring_workload`), extended by the statement that writes the samples. So a workload costs
 the ingest path no read of its own and no extra round trip; a sample without workloads costs an
 empty JSON parameter.
+
+Each web process remembers what it last wrote of each server's workloads (`changes`, `written`):
+a running workload whose GPUs, name, user and labels are unchanged costs nothing until its range
+has moved on by MONITORING_WORKLOAD_RESOLUTION_SECONDS (30 s), so a stored range's end is at most
+that far behind while the workload runs; the first sample without it writes its true end. A
+process that does not remember (a restart, another process) writes what it sees, which is never
+wrong, only more writes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,3 +113,96 @@ def split_processes(
     for found in ranges:
         found["gpus"] = sorted(found["gpus"])
     return processes_out, ranges
+
+
+@dataclass
+class _Written:
+    """What this process last wrote of one workload's running range, and when it last saw it."""
+
+    first_seen: datetime
+    last_written: datetime
+    last_seen: datetime
+    gpus: frozenset
+    details: tuple
+
+
+# Per server id, per (kind, id): what this process wrote of the range running now.
+_written: dict[int, dict[tuple[str, str], _Written]] = {}
+
+
+def _details(found: dict[str, Any]) -> tuple:
+    return found["name"], found["username"], tuple(sorted(found["labels"].items()))
+
+
+def _key(found: dict[str, Any]) -> tuple[str, str]:
+    return found["kind"], found["workload_id"]
+
+
+def changes(
+    server_id: int, ranges: list[dict[str, Any]], newest: datetime, gap_seconds: float, resolution_seconds: float
+) -> list[dict[str, Any]]:
+    """Of the ranges a batch shows (split_processes), those the table needs, numbered for
+    INGEST_CTES; and the true ends of the workloads this process saw running on the server that the
+    batch, up to its newest sample, no longer shows."""
+    gap, resolution = timedelta(seconds=gap_seconds), timedelta(seconds=resolution_seconds)
+    known = _written.get(server_id, {})
+    needed = []
+    for found in ranges:
+        was = known.get(_key(found))
+        if (
+            was is None
+            or found["first_seen"] - was.last_seen > gap
+            or found["first_seen"] < was.first_seen
+            or not was.gpus.issuperset(found["gpus"])
+            or _details(found) != was.details
+            or found["last_seen"] - was.last_written >= resolution
+        ):
+            needed.append(found)
+    shown = {_key(found) for found in ranges}
+    for key, was in known.items():
+        if key not in shown and newest > was.last_seen > was.last_written:
+            name, username, labels = was.details
+            end = {"first_seen": was.last_seen, "last_seen": was.last_seen, "gpus": sorted(was.gpus)}
+            needed.append(
+                {
+                    "kind": key[0],
+                    "workload_id": key[1],
+                    "name": name,
+                    "username": username,
+                    "labels": dict(labels),
+                    **end,
+                }
+            )
+    return [{**found, "n": n} for n, found in enumerate(needed)]
+
+
+def written(
+    server_id: int, ranges: list[dict[str, Any]], sent: list[dict[str, Any]], newest: datetime, gap_seconds: float
+) -> None:
+    """After the statement that wrote `sent` (from changes) succeeded: remember what it wrote and
+    when each workload the batch shows was last seen; forget those that left the GPUs."""
+    if len(_written) > 10_000:
+        _written.clear()
+    gap = timedelta(seconds=gap_seconds)
+    known = _written.setdefault(server_id, {})
+    shown = {_key(found) for found in ranges}
+    for found in sent:
+        if _key(found) not in shown:
+            continue  # a true end
+        was = known.get(_key(found))
+        if was is None or found["first_seen"] - was.last_seen > gap:
+            known[_key(found)] = _Written(
+                found["first_seen"], found["last_seen"], found["last_seen"], frozenset(found["gpus"]), _details(found)
+            )
+        else:
+            was.first_seen = min(was.first_seen, found["first_seen"])
+            was.last_written = max(was.last_written, found["last_seen"])
+            was.gpus = was.gpus | frozenset(found["gpus"])
+            was.details = _details(found)
+    for found in ranges:
+        was = known.get(_key(found))
+        if was is not None and found["last_seen"] > was.last_seen:
+            was.last_seen = found["last_seen"]
+    # Those the batch no longer shows have had their end written (or needed none): forgotten.
+    for key in [key for key, was in known.items() if key not in shown and newest > was.last_seen]:
+        del known[key]
