@@ -65,6 +65,7 @@ def for_processes(server_id: int, at: datetime, refs: set[tuple[str, str]]) -> d
         return {}
     found = Workload.objects.filter(
         server_id=server_id,
+        kind__in={kind for kind, _ in refs},
         workload_id__in={ident for _, ident in refs},
         first_seen__lte=at,
         last_seen__gte=at - _resolution(),
