@@ -400,3 +400,12 @@ def test_deleting_a_server_deletes_its_workloads(box, ingest):
     send_every(ingest, box, samples.now_minus(10), 1, {0: [process(10, SLURM)]})
     box.server.delete()
     assert not Workload.objects.exists()
+
+
+def test_the_admin_lists_workloads_to_look_at_not_to_edit(admin_client, box, ingest):
+    hostile = {**SLURM, "name": "<script>alert(1)</script>"}
+    send_every(ingest, box, samples.now_minus(10), 1, {0: [process(10, hostile)]})
+    page = admin_client.get("/admin/monitoring/workload/")
+    assert page.status_code == 200
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page.content and b"<script>alert(1)" not in page.content
+    assert admin_client.get("/admin/monitoring/workload/add/").status_code == 403
