@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from monitoring.demo import FLEET, Feed, resume_point
-from monitoring.models import GpuSample, MonitoredServer, Snapshot
+from monitoring.models import GpuSample, MonitoredServer, Snapshot, SnapshotLabel
 from tests.conftest import ROOT, eventually, process_env
 from tests.test_openapi import SPEC, validator_for
 
@@ -151,10 +151,9 @@ def test_the_feeder_keeps_the_demo_fleet_live_through_the_pipeline(tmp_path, pro
 
     def fed_labels(slug: str) -> list[str]:
         return list(
-            Snapshot.objects.filter(server__slug=slug, collected_at__gt=seeded_until[slug])
-            .exclude(bottleneck_label=None)
+            SnapshotLabel.objects.filter(server__slug=slug, collected_at__gt=seeded_until[slug])
             .order_by("collected_at")
-            .values_list("bottleneck_label", flat=True)
+            .values_list("label", flat=True)
         )
 
     def all_changing() -> bool:
