@@ -128,6 +128,10 @@ bench-report: venv services ## The fleet report: 1,000 servers × 30 days of tie
 bench-agent: venv ## Agent CPU and RSS per sample vs prometheus-node-exporter (3 min)
 	$(PY) bench/agent.py
 
+.PHONY: bench-workloads
+bench-workloads: venv ## What naming GPU processes' workloads costs the agent per sample (fake NVML, real processes; seconds)
+	$(PY) bench/workloads.py
+
 .PHONY: bench-api
 bench-api: venv services ## Dashboard API latency at 100 k, 1 M and 10 M snapshots (100 servers)
 	$(PY) bench/api.py

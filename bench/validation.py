@@ -20,7 +20,7 @@ import sys
 import timeit
 import types
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "backend"))
@@ -93,6 +93,8 @@ def _pydantic_type(rule: schema.Rule, name: str) -> Any:
         return Annotated[str, Field(max_length=rule.limit)]
     if rule.kind == "bool":
         return bool
+    if rule.kind == "choice":
+        return Literal[rule.choices]
     if rule.kind == "timestamp":
         return str
     if rule.kind == "list":

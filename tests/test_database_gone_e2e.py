@@ -22,7 +22,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 # A refused connection is answered within this long.
 PROMPT_SECONDS = 1.0
-API_GETS = ["/api/servers/", "/api/metrics/latest/", "/api/metrics/history/", "/api/alerts/", "/api/fleet/report/"]
+API_GETS = [
+    "/api/servers/",
+    "/api/metrics/latest/",
+    "/api/metrics/history/",
+    "/api/alerts/",
+    "/api/fleet/report/",
+    "/api/workloads/",
+]
 PAGES = ["/", "/admin/"]
 
 

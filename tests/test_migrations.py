@@ -16,11 +16,26 @@ BEFORE_DAY_TIER = ("monitoring", "0007_host_gpu_totals")
 
 
 def server_at(slug: str) -> int:
-    """A server row, written as the schema of any migration has it (raw SQL: the model is today's)."""
+    """A server row, written as the schema of any migration has it (raw SQL: the model is today's):
+    every column that needs a value gets a plain one of its type."""
+    plain = {
+        "text": "''",
+        "character varying": "''",
+        "bigint": "0",
+        "integer": "0",
+        "smallint": "0",
+        "boolean": "true",
+        "jsonb": "'{}'",
+        "timestamp with time zone": "now()",
+    }
+    needed = fetch(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'monitoring_monitoredserver' "
+        "AND is_nullable = 'NO' AND column_default IS NULL AND column_name NOT IN ('id', 'slug', 'name')"
+    )
+    columns = "".join(f", {name}" for name, _ in needed)
+    values = "".join(f", {plain[kind]}" for _, kind in needed)
     return fetch(
-        "INSERT INTO monitoring_monitoredserver (slug, name, hostname, is_active, token_hash, last_agent_version, "
-        "agent_platform, agent_python, agent_labels, snapshot_count, created_at, description) "
-        "VALUES (%s, %s, '', true, '', '', '', '', '{}', 0, now(), '') RETURNING id",
+        f"INSERT INTO monitoring_monitoredserver (slug, name{columns}) VALUES (%s, %s{values}) RETURNING id",
         [slug, slug],
     )[0][0]
 
@@ -199,3 +214,37 @@ def test_labels_move_out_of_the_snapshots_and_back(before_labels):
     ]
     for relation in ("monitoring_snapshotlabel", "monitoring_snapshotlabel_1m", "monitoring_snapshotlabel_1d"):
         assert fetch("SELECT to_regclass(%s)", [relation]) == [(None,)]
+
+
+WORKLOADS_ADDED = ("monitoring", "0012_workloads")
+BEFORE_WORKLOADS = ("monitoring", "0011_server_agent_packaging")
+
+
+@pytest.fixture
+def before_workloads(tier_db):
+    migrate(BEFORE_WORKLOADS)
+    try:
+        yield
+    finally:
+        migrate(None)
+
+
+def workload_table_exists() -> bool:
+    return fetch("SELECT to_regclass('monitoring_workload') IS NOT NULL")[0][0]
+
+
+def test_the_workload_table_comes_and_goes_with_its_migration(before_workloads):
+    assert not workload_table_exists()
+    server = server_at("ranges")
+    migrate(WORKLOADS_ADDED)
+    assert workload_table_exists()
+    at = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    fetch_none(
+        "INSERT INTO monitoring_workload (server_id, kind, workload_id, labels, gpus, first_seen, last_seen) "
+        f"VALUES ({server}, 'slurm', '1234', '{{}}', '{{0,1}}', '{at.isoformat()}', '{at.isoformat()}')"
+    )
+    assert fetch("SELECT kind, workload_id, gpus FROM monitoring_workload") == [("slurm", "1234", [0, 1])]
+    migrate(BEFORE_WORKLOADS)
+    assert not workload_table_exists()
+    # The samples' tables are untouched either way.
+    assert fetch("SELECT count(*) FROM monitoring_monitoredserver WHERE id = %s", [server]) == [(1,)]

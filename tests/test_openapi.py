@@ -48,7 +48,17 @@ def fed_box(box, ingest):
     for i in range(5):
         payload = samples.body(start + timedelta(seconds=2 * i), step=i)
         payload["sample"]["gpus"][0].update(
-            processes=[{"pid": 7, "name": "python", "user": "ml", "used_memory_bytes": 9, "type": "compute"}],
+            processes=[
+                {"pid": 7, "name": "python", "user": "ml", "used_memory_bytes": 9, "type": "compute"},
+                {
+                    "pid": 8,
+                    "name": "python",
+                    "user": "ml",
+                    "used_memory_bytes": 9,
+                    "type": "compute",
+                    "workload": {"kind": "slurm", "id": "12", "name": "train", "user": "ml", "labels": {"a": "b"}},
+                },
+            ],
             throttle_reasons=["sw_power_cap"],
             fan_percent=30.0,
             xid_errors=[{"xid": 79 if i else 999, "at": (start + timedelta(seconds=2 * i - 1)).isoformat()}],
@@ -80,6 +90,9 @@ def test_dashboard_responses_match_the_spec(alice, bob, fed_box, other_box):
     check("/api/fleet/report/", "get", client.get("/api/fleet/report/", {"days": 1}))
     check("/api/fleet/report/", "get", client.get("/api/fleet/report/", {"days": "x"}))
     check("/api/servers/", "get", client.get("/api/servers/", HTTP_COOKIE="c" * 9000))
+    check("/api/workloads/", "get", client.get("/api/workloads/"))
+    check("/api/workloads/", "get", client.get("/api/workloads/", {"server": "nope"}))
+    check("/api/workloads/", "get", client.get("/api/workloads/", {"q": "x" * 201}))
 
 
 def test_ingest_responses_match_the_spec(fed_box, retired_box, ingest, settings):
@@ -165,6 +178,12 @@ BODIES = [
     ("an empty object", {}),
     ("a GPU process with a field ingest does not know", gpu_with_process(cgroup="/slurm/job_1")),
     ("a GPU process without a pid", gpu_with_process(pid=None)),
+    ("a GPU process of a Slurm job", gpu_with_process(workload={"kind": "slurm", "id": "12", "labels": {"a": "b"}})),
+    ("a GPU process of no workload", gpu_with_process(workload=None)),
+    ("a workload of an unknown kind", gpu_with_process(workload={"kind": "lsf", "id": "12"})),
+    ("a workload id of spaces", gpu_with_process(workload={"kind": "container", "id": "  "})),
+    ("a workload without an id", gpu_with_process(workload={"kind": "process"})),
+    ("a workload label of null", gpu_with_process(workload={"kind": "slurm", "id": "1", "labels": {"a": None}})),
     ("a GPU process name over 256 characters", gpu_with_process(name="p" * 257)),
     ("no GPUs or disks, as null", with_sample(gpus=None, disks=None)),
     ("collected_at null (now)", with_sample(collected_at=None)),
@@ -218,6 +237,10 @@ QUERIES = [
     ("/api/fleet/report/", {"days": 90}),
     ("/api/fleet/report/", {"days": 90.5}),
     ("/api/fleet/report/", {"days": 0}),
+    ("/api/workloads/", {"q": "x" * 200}),
+    ("/api/workloads/", {"q": "x" * 201}),
+    ("/api/workloads/", {"user": "a\x00"}),
+    ("/api/workloads/", {"user": "alice", "q": "llama"}),
 ]
 
 

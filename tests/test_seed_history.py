@@ -14,7 +14,7 @@ from django.db import connection
 from monitoring.catalogue import LABELS
 from monitoring.classify.classifier import GpuReading, Reading, classify
 from monitoring.demo import Generator
-from monitoring.models import MonitoredServer
+from monitoring.models import MonitoredServer, Workload
 
 pytestmark = pytest.mark.usefixtures("tier_db")
 
@@ -54,6 +54,26 @@ def test_it_seeds_every_label_and_leaves_the_tiers_up_to_date():
     assert scalar("SELECT sum(sample_count) FROM monitoring_snapshot_1h") == server.snapshot_count
     assert server.latest_snapshot_at is not None and server.bottleneck_label in LABELS
     assert "8 bottleneck labels" in out.getvalue()
+    # Its runs are workloads of a few users: ranges that never overlap (one run at a time), each
+    # GPU process holding only the reference to its run's.
+    runs = list(Workload.objects.filter(server=server).order_by("first_seen"))
+    assert {w.kind for w in runs} == {"slurm", "kubernetes", "process", "container"}
+    assert {w.username for w in runs} >= {"alice", "bob", "carol"}
+    assert all(w.gpus == [0, 1, 2, 3] for w in runs)
+    assert all(a.last_seen < b.first_seen for a, b in zip(runs, runs[1:]))
+    assert (
+        scalar(
+            "SELECT count(*) FROM monitoring_gpusample, jsonb_array_elements(processes) p "
+            "WHERE p->'workload' <> jsonb_build_object('kind', p->'workload'->'kind', 'id', p->'workload'->'id')"
+        )
+        == 0
+    )
+    first = runs[0]
+    in_run = scalar(
+        "SELECT count(*) FROM monitoring_gpusample WHERE collected_at BETWEEN %s AND %s AND processes @> %s::jsonb",
+        [first.first_seen, first.last_seen, f'[{{"workload": {{"id": "{first.workload_id}"}}}}]'],
+    )
+    assert in_run > 0
 
 
 @pytest.mark.parametrize("hour", range(0, 24, 5))

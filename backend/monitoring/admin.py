@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from . import alerts, tiers
 from .alerts import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence
-from .models import MonitoredServer, RetentionPolicy
+from .models import MonitoredServer, RetentionPolicy, Workload
 
 
 @admin.register(MonitoredServer)
@@ -121,3 +121,18 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     list_display = ("episode", "channel", "event", "state", "attempts", "sent_at", "last_error")
     list_filter = ("state", "event")
     readonly_fields = [f.name for f in AlertDelivery._meta.fields]
+
+
+@admin.register(Workload)
+class WorkloadAdmin(admin.ModelAdmin):
+    """Workload ranges as ingest wrote them: to look at, not to edit."""
+
+    list_display = ("kind", "workload_id", "name", "username", "server", "first_seen", "last_seen")
+    list_filter = ("kind",)
+    search_fields = ("workload_id", "name", "username", "server__slug")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -359,6 +359,14 @@ def metric(block_name: str, name: str) -> Metric:
     return BY_NAME[(block_name, name)]
 
 
+# --- workloads ---------------------------------------------------------------------------
+# What a GPU process's workload is, by who made it: a Slurm job, a Kubernetes pod, a container
+# (Docker, containerd, podman), or, outside all of them, the process's own process group. Each GPU
+# process an agent sends may carry one (`processes[].workload`); ingest keeps them as time ranges
+# (monitoring/workloads/).
+WORKLOAD_KINDS = ("slurm", "kubernetes", "container", "process")
+
+
 # --- the bottleneck labels ----------------------------------------------------------------
 # What the classifier says holds a server back, in the order the page and the report list them,
 # each with the name the page shows it by.

@@ -300,3 +300,6 @@ def delete_samples_of_server(sender, instance: MonitoredServer, **kwargs) -> Non
 
 # Alerting's rows live in its package; imported here so that Django finds them.
 from .alerts.models import AlertChannel, AlertDelivery, AlertEpisode, AlertRule, AlertSilence  # noqa: E402, F401
+
+# Workload ranges live in their package; imported here so that Django finds them.
+from .workloads.models import Workload  # noqa: E402, F401

@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/metrics/history/", dashboard.history_view, name="api-metrics-history"),
     path("api/alerts/", dashboard.alerts_view, name="api-alerts"),
     path("api/fleet/report/", dashboard.fleet_report_view, name="api-fleet-report"),
+    path("api/workloads/", dashboard.workloads_view, name="api-workloads"),
     path("api/ingest/servers/<str:server_slug>/metrics/", ingest.ingest_metrics, name="ingest-metrics"),
 ]

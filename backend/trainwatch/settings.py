@@ -307,6 +307,9 @@ MONITORING_INGEST_MAX_BATCH = env_int("MONITORING_INGEST_MAX_BATCH", 1000, minim
 MONITORING_INGEST_MAX_BATCH_BYTES = env_int("MONITORING_INGEST_MAX_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
 # Counters become rates only against a previous sample at most this old.
 MONITORING_RATE_MAX_GAP_SECONDS = env_int("MONITORING_RATE_MAX_GAP_SECONDS", 300, minimum=1)
+# A running workload's range is written again (its last sample moved on) at most this often per
+# web process; a workload that leaves the GPUs has its true end written with the next sample.
+MONITORING_WORKLOAD_RESOLUTION_SECONDS = env_int("MONITORING_WORKLOAD_RESOLUTION_SECONDS", 30, minimum=0)
 # A sample stamped further than this in the future is refused (a node's clock is off).
 MONITORING_FUTURE_TOLERANCE_SECONDS = env_int("MONITORING_FUTURE_TOLERANCE_SECONDS", 600, minimum=0)
 # Snapshots left unclassified this long are picked up by the sweeper.

@@ -15,6 +15,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: installs the agent into a fresh virtualenv (tens of seconds)")
 
 
+@pytest.fixture(autouse=True)
+def empty_proc_root(monkeypatch, tmp_path_factory):
+    """GPU processes' workloads are read from an empty /proc unless a test lays one out: the fake
+    NVML's pids may be real processes on the machine that runs the tests."""
+    monkeypatch.setenv("TRAINWATCH_PROC_ROOT", str(tmp_path_factory.mktemp("proc")))
+
+
 @pytest.fixture
 def sys_block(tmp_path: Path) -> str:
     """A /sys/block as a kernel lays it out: real disks link to their bus, virtual ones under devices/virtual."""

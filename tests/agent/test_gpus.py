@@ -37,9 +37,24 @@ A100_0 = {
     "ecc_errors_corrected": 3,
     "ecc_errors_uncorrected": 0,
     "processes": [
-        {"pid": 4242, "name": "python3", "user": "alice", "used_memory_bytes": 60129542144, "type": "compute"},
-        {"pid": 4343, "name": "torchrun", "user": None, "used_memory_bytes": 8589934592, "type": "compute"},
-        {"pid": 999999, "name": None, "user": None, "used_memory_bytes": None, "type": "compute"},
+        {
+            "pid": 4242,
+            "name": "python3",
+            "user": "alice",
+            "used_memory_bytes": 60129542144,
+            "type": "compute",
+            # Nothing of it under the tests' empty /proc but its name: the process is its own workload.
+            "workload": {"kind": "process", "id": "4242", "name": "python3", "user": "alice", "labels": {}},
+        },
+        {
+            "pid": 4343,
+            "name": "torchrun",
+            "user": None,
+            "used_memory_bytes": 8589934592,
+            "type": "compute",
+            "workload": {"kind": "process", "id": "4343", "name": "torchrun", "user": None, "labels": {}},
+        },
+        {"pid": 999999, "name": None, "user": None, "used_memory_bytes": None, "type": "compute", "workload": None},
     ],
     "pcie_rx_bytes_per_s": 6_400_000_000.0,
     "pcie_tx_bytes_per_s": 256_000_000.0,

@@ -392,6 +392,13 @@ def test_the_gpu_table_shows_pcie_traffic_mig_and_the_video_engines(alice_page, 
     node = register("mig-box", "MIG Box")
     sample = samples.sample(timezone.now(), gpus=2, disks=1)
     sample["gpus"][1].update(mig_mode=True, mig_instances=3, encoder_util_percent=40.0)
+    job = {"kind": "slurm", "id": "1234", "name": "llama-70b", "user": "alice"}
+    hostile = {"kind": "container", "id": "ab" * 32, "name": "<img src=x onerror=alert(1)>", "user": "<b>eve</b>"}
+    sample["gpus"][0]["processes"] = [
+        {"pid": 10, "name": "python", "user": "alice", "used_memory_bytes": 2**30, "workload": job},
+        {"pid": 11, "name": "python", "user": "root", "used_memory_bytes": 2**30, "workload": hostile},
+    ]
+    sample["gpus"][1]["processes"] = [{"pid": 12, "name": "python", "user": "bob", "used_memory_bytes": 2**30}]
     assert IngestClient().send(node, {"sample": sample}).status_code == 200
     page = alice_page
     page.goto("/?server=mig-box")
@@ -403,6 +410,14 @@ def test_the_gpu_table_shows_pcie_traffic_mig_and_the_video_engines(alice_page, 
     expect(rows.nth(0)).not_to_contain_text("MIG")
     expect(rows.nth(1)).to_contain_text("MIG: 3 instances")
     expect(rows.nth(1)).to_contain_text("video encoder 40%")
+    # Whose job each process is, as text: a hostile name stays a name.
+    workloads = rows.nth(0).locator("td.procs .workload")
+    expect(workloads).to_have_text(
+        ["Slurm job 1234 llama-70b · alice", "container <img src=x onerror=alert(1)> · <b>eve</b>"]
+    )
+    expect(workloads.nth(1)).to_have_attribute("title", re.compile("^container " + "ab" * 32))
+    expect(rows.nth(0).locator("td.procs img, td.procs b")).to_have_count(0)
+    expect(rows.nth(1).locator("td.procs .workload")).to_have_count(0)
 
 
 def xid_on(step: int, gpu: int, xid: int):

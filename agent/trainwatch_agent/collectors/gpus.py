@@ -7,7 +7,8 @@ loses those fields. A field NVML reports as not supported is not asked for again
 
 Beyond the contract's fields each GPU carries fan_percent, SM and memory clocks (now and
 maximum), throttle_reasons (the active clock-event reasons, by name), ECC error counts
-(volatile: since the driver was last loaded), its compute processes, PCIe throughput each way
+(volatile: since the driver was last loaded), its compute processes (each with the workload it
+belongs to: a Slurm job, a pod, a container or its process group, see workloads.py), PCIe throughput each way
 (NVML samples it over 20 ms), video encoder and decoder utilization, MIG: whether it is on
 and how many GPU instances exist (null where the GPU has no MIG), its total energy since the
 driver loaded (joules), and the XID errors NVML reported since the previous sample. XID errors
@@ -24,6 +25,7 @@ from typing import Any
 import psutil
 
 from trainwatch_agent import values
+from trainwatch_agent.collectors.workloads import WorkloadResolver
 from trainwatch_agent.collectors.xid import XidWatcher
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,9 @@ def _import_pynvml() -> Any:
 class GpuCollector:
     """Reads every GPU NVML can see; `nvml` is the pynvml module (tests pass a fake)."""
 
-    def __init__(self, nvml: Any = None, *, xid_wait_ms: int = 500) -> None:
+    def __init__(self, nvml: Any = None, *, xid_wait_ms: int = 500, proc_root: str | None = None) -> None:
         self._nvml = nvml
+        self.workloads = WorkloadResolver(proc_root)
         self._xid_wait_ms = xid_wait_ms
         self.xid: XidWatcher | None = None
         self._handles: list[tuple[int, Any]] = []
@@ -148,9 +151,10 @@ class GpuCollector:
 
     def collect(self) -> dict[str, Any]:
         gpus = [self._gpu(index, handle) for index, handle in self._handles]
+        seen = {p["pid"] for gpu in gpus for p in (gpu["processes"] or ())}
         if self._process_names:
-            seen = {p["pid"] for gpu in gpus for p in (gpu["processes"] or ())}
             self._process_names = {pid: v for pid, v in self._process_names.items() if pid in seen}
+        self.workloads.keep_only(seen)
         return {"gpus": gpus}
 
     def _call(self, index: int, function: str, *args: Any) -> Any:
@@ -274,9 +278,17 @@ class GpuCollector:
                     "user": user,
                     "used_memory_bytes": values.counter(getattr(proc, "usedGpuMemory", None)),
                     "type": "compute",
+                    "workload": self._workload(pid, name, user),
                 }
             )
         return processes
+
+    def _workload(self, pid: int, name: str | None, user: str | None) -> dict[str, Any] | None:
+        try:
+            return self.workloads.workload(pid, user, name)
+        except Exception:  # a parser bug costs the workload, never the GPU's processes
+            log.debug("no workload for pid %d", pid, exc_info=True)
+            return None
 
     def _describe(self, pid: int) -> tuple[str | None, str | None]:
         """The process's name and user; None for what cannot be read (gone, another namespace, no access)."""

@@ -1,4 +1,5 @@
-"""The dashboard APIs: /api/servers/, /api/metrics/latest/ and /api/metrics/history/.
+"""The dashboard APIs: /api/servers/, /api/metrics/latest/, /api/metrics/history/, and the alerts,
+fleet report and workloads.
 
 Signed-in, allowlisted users only (see auth.dashboard_api). Nothing here counts rows
 of a hypertable: server counters live on the server row, and the latest snapshot is
@@ -12,7 +13,7 @@ from datetime import timedelta
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from .. import catalogue, report
+from .. import catalogue, report, workloads
 from ..catalogue import title_for
 from ..models import AlertEpisode, DiskSample, GpuSample, MonitoredServer, Snapshot, SnapshotLabel, XidError
 from ..report import HistoryRequestError, history_for, xid_event
@@ -153,8 +154,23 @@ def snapshot_block(server, snap: Snapshot, previous: Snapshot | None, gpus, disk
         {**{f: getattr(g, f) for f in GPU_FIELDS}, "xid_errors": xids.get(g.gpu_index, [])}
         for g in sorted(gpus, key=lambda g: g.gpu_index)
     ]
+    _with_workloads(server, snap.collected_at, block["gpu"]["devices"])
     block["bottleneck"] = _bottleneck(snap, server)
     return block
+
+
+def _with_workloads(server: MonitoredServer, at, devices: list[dict]) -> None:
+    """Each GPU process's workload in full (its row keeps the reference, kind and id; the rest is
+    the workload's range). A process an older agent sent has none."""
+    processes = [p for d in devices for p in (d["processes"] or ()) if isinstance(p.get("workload"), dict)]
+    refs = {(p["workload"].get("kind"), p["workload"].get("id")) for p in processes}
+    found = workloads.for_processes(server.id, at, refs)
+    for process in processes:
+        ref = process["workload"]
+        process["workload"] = found.get(
+            (ref.get("kind"), ref.get("id")),
+            {"kind": ref.get("kind"), "id": ref.get("id"), "name": None, "user": None, "labels": {}},
+        )
 
 
 def recent_xids(server: MonitoredServer, newest) -> dict[int, list[dict]]:
@@ -206,6 +222,34 @@ def alerts_view(request: HttpRequest) -> HttpResponse:
             "pending": [episode_block(e) for e in episodes.filter(state=AlertEpisode.PENDING).order_by("started_at")],
             "recent": [episode_block(e) for e in recent[:RECENT_ALERTS_LIMIT]],
         }
+    )
+
+
+# What a list filter of the workloads API may hold.
+MAX_FILTER = 200
+
+
+@gzipped
+@dashboard_api
+def workloads_view(request: HttpRequest) -> HttpResponse:
+    """Running and recent workloads (`server`: one server's, by slug or id; `user`: one user's; `q`: a
+    part of the id, name or user)."""
+    server_id = None
+    if request.GET.get("server", "").strip():
+        try:
+            server_id = select_server(request)[1].id
+        except NoServer as exc:
+            return error(404, exc.message)
+    filters = {}
+    for name in ("user", "q"):
+        value = request.GET.get(name, "")
+        if len(value) > MAX_FILTER:
+            return error(400, f"{name}: must be at most {MAX_FILTER} characters")
+        if "\x00" in value:
+            return error(400, f"{name}: must not contain NUL")
+        filters[name] = value.strip()
+    return json_response(
+        {"ok": True, "workloads": workloads.listing(timezone.now(), server_id, filters["user"], filters["q"])}
     )
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from .. import catalogue
 from ..classify import RULES_VERSION
-from .timeline import PHASES, PROCESS, Phase, schedule
+from .timeline import PHASES, PROCESS, Phase, schedule, workload
 
 DISK_COUNTERS = catalogue.counters("disk")
 DISK_NAMES = ("nvme0n1", "nvme1n1", "sda", "sdb", "sdc", "sdd", "sde", "sdf")
@@ -59,6 +59,11 @@ class Generator:
         self.net = [10**11, 10**10]
         self.memory_total = 256 * 2**30
         self.energy = [5e8] * gpus  # joules since the driver loaded
+        # Whose run it is: a workload from each run's start (its own random stream, so that the
+        # samples' numbers are those of a seed whatever the workloads).
+        self.workload_rng = random.Random(seed + 1)
+        self.runs = 0
+        self.workload: dict | None = None
 
     def resume(self, net: Iterable[int | None], disks: dict[str, Iterable[int]], energy: dict[int, float]) -> None:
         """Go on from counters stored earlier (a node's newest sample), so that they only grow:
@@ -124,6 +129,10 @@ class Generator:
         self.net[1] += int(tx * dt)
         gpus, top, util_total, joules_total = [], 0.0, 0.0, 0.0
         model = self.model
+        if not phase.process:
+            self.workload = None  # the run is over
+        elif self.workload is None:
+            self.workload, self.runs = workload(self.runs, self.workload_rng), self.runs + 1
         for index in range(self.gpu_count):
             util = min(100.0, u(phase.gpu_util))
             mem = u(phase.gpu_memory)
@@ -159,7 +168,7 @@ class Generator:
                     "memory_clock_mhz": model.memory_clock_max_mhz,
                     "memory_clock_max_mhz": model.memory_clock_max_mhz,
                     "throttle_reasons": throttle,
-                    "processes": [dict(PROCESS)] if phase.process and mem > 5 else [],
+                    "processes": [self._process(index)] if phase.process and mem > 5 else [],
                     # Batches go to the GPU at about the rate they are read; results come back small.
                     "pcie_rx_bytes_per_s": reads / max(1, self.gpu_count) * u((1.5, 3.0)),
                     "pcie_tx_bytes_per_s": u((5, 50)) * 1e6,
@@ -218,6 +227,16 @@ class Generator:
             "gpu_count": self.gpu_count,
         }
         return Row(at, phase, snapshot, label, gpus, disks)
+
+    def _process(self, index: int) -> dict:
+        """The run's process on GPU `index`, with its workload."""
+        run = self.workload or {}
+        return {
+            **PROCESS,
+            "pid": PROCESS["pid"] + 8 * self.runs + index,
+            "user": run.get("user") or PROCESS["user"],
+            "workload": dict(run) if run else None,
+        }
 
 
 def columns(row: dict) -> str:

@@ -17,6 +17,37 @@ from datetime import datetime, timedelta
 
 PROCESS = {"pid": 4242, "name": "python", "user": "ml", "type": "compute"}
 
+# Whose runs they are: each training run is one workload, in turn a Slurm job, a pod, a bare
+# process, another user's Slurm job and a container, of a few users (as the agent reads them).
+WORKLOADS = (
+    {"kind": "slurm", "name": "llama-70b-pretrain", "user": "alice", "labels": {"partition": "gpu", "account": "nlp"}},
+    {
+        "kind": "kubernetes",
+        "name": "ml/resnet-sweep-0",
+        "user": "root",
+        "labels": {"namespace": "ml", "pod": "resnet-sweep-0"},
+    },
+    {"kind": "process", "name": "python train.py --config vit-l.yaml", "user": "bob", "labels": {}},
+    {"kind": "slurm", "name": "whisper-finetune", "user": "carol", "labels": {"partition": "gpu"}},
+    {"kind": "container", "name": None, "user": "dave", "labels": {"runtime": "docker"}},
+)
+
+
+def workload(run: int, rng: random.Random) -> dict:
+    """The workload of a node's `run`-th training run, with an id of its kind."""
+    template = WORKLOADS[run % len(WORKLOADS)]
+    kind = template["kind"]
+    if kind == "slurm":
+        ident = str(rng.randint(100_000, 999_999))
+    elif kind == "kubernetes":
+        h = f"{rng.getrandbits(128):032x}"
+        ident = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    elif kind == "container":
+        ident = f"{rng.getrandbits(256):064x}"
+    else:
+        ident = str(rng.randint(2_000, 60_000))
+    return {**template, "id": ident, "labels": dict(template["labels"])}
+
 
 @dataclass(frozen=True)
 class Phase:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -26,6 +26,8 @@ MAX_PROCESSES = 1024
 MAX_LABELS = 64
 MAX_GPU_INDEX = 1023
 MAX_EVENTS = 64  # per GPU and sample: a GPU in an error storm sends its first 64
+MAX_WORKLOAD_LABELS = 16
+# What a GPU process's workload is: its scheduler's kind (catalogue.WORKLOAD_KINDS).
 # Beyond this a number is a unit mix-up or garbage, whatever its field's bounds.
 MAX_MAGNITUDE = 1e15
 # What a path into the document can reach that is not there (a required field left out).
@@ -34,7 +36,8 @@ MISSING = object()
 
 @dataclass(frozen=True)
 class Rule:
-    """What one field accepts. kind: number, integer, index, bool, text, timestamp, list, object, labels."""
+    """What one field accepts. kind: number, integer, index, bool, text, choice, timestamp, list, object,
+    labels."""
 
     kind: str
     low: float | None = None
@@ -43,6 +46,7 @@ class Rule:
     required: bool = False  # null or left out is refused
     item: Rule | None = None  # list: what each item is
     fields: dict[str, Rule] = field(default_factory=dict)  # object: its known fields
+    choices: tuple[str, ...] = ()  # choice: the strings it takes
 
     def at(self, steps: list[str | int]) -> Rule:
         """The rule of the field a path reaches from here."""
@@ -72,6 +76,17 @@ def obj(fields: dict[str, Rule]) -> Rule:
     return Rule("object", fields=fields)
 
 
+# The workload a GPU process belongs to (a Slurm job, a pod, a container, a process group).
+# Its labels are checked by hand, like the agent's: an error names the label.
+WORKLOAD = obj(
+    {
+        "kind": Rule("choice", required=True, choices=catalogue.WORKLOAD_KINDS),
+        "id": text(128, required=True),
+        "name": text(256),
+        "user": text(128),
+        "labels": Rule("labels"),
+    }
+)
 PROCESS = obj(
     {
         "pid": whole(required=True),
@@ -79,6 +94,7 @@ PROCESS = obj(
         "user": text(128),
         "used_memory_bytes": whole(),
         "type": text(16),
+        "workload": WORKLOAD,
     }
 )
 
@@ -177,6 +193,7 @@ REASONS = {
     "index": _integer_reason,
     "text": _text_reason,
     "bool": lambda rule, value: "must be true or false",
+    "choice": lambda rule, value: f"must be one of {', '.join(rule.choices)}",
     "timestamp": lambda rule, value: "must be an ISO 8601 timestamp string",
     "list": _list_reason,
     "object": lambda rule, value: "must be an object",
@@ -205,6 +222,8 @@ def _type(rule: Rule, name: str) -> Any:
         return Annotated[str, Meta(max_length=rule.limit)]
     if rule.kind == "bool":
         return bool
+    if rule.kind == "choice":
+        return Literal[rule.choices]
     if rule.kind == "timestamp":
         return str  # parsed afterwards: Python's ISO 8601 reader, with an offset required
     if rule.kind == "list":

@@ -3,8 +3,9 @@
 The hot path of ingest, so it talks to psycopg directly with server-side binding and
 prepared statements. One sample or a batch of them goes the same way: rates are derived in time
 order (each sample from the one before it, in the batch or stored), and one statement writes
-every snapshot, GPU, disk and XID row and the server's bookkeeping (data-modifying CTEs over
-arrays), all inside the request's transaction.
+every snapshot, GPU, disk and XID row, the server's bookkeeping and the ranges of the workloads
+its GPU processes belong to (data-modifying CTEs over arrays), all inside the request's
+transaction.
 
 The stored sample before the first: each web process keeps the counters of the newest sample it
 wrote per server (an agent's keep-alive connection stays on one process); the server row keeps
@@ -29,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from psycopg.types.json import Jsonb
 
-from .. import catalogue
+from .. import catalogue, workloads
 from ..db import prepared_cursor
 from . import counters
 from .rates import DEVICE_DERIVED, Previous, derive_device_fields, derive_snapshot_fields
@@ -99,7 +100,8 @@ snap AS (
 {_rows_insert("gpus", TABLES["gpu"], (*AT, *DEVICE_COLUMNS["gpu"]))},
 {_rows_insert("disks", TABLES["disk"], (*AT, *DEVICE_COLUMNS["disk"]))},
 {_rows_insert("xids", "monitoring_xiderror", (*AT, *XID_COLUMNS))},
-{counters.INGEST_CTES}
+{counters.INGEST_CTES},
+{workloads.INGEST_CTES}
 SELECT collected_at, id, NULL::jsonb FROM snap
 UNION ALL SELECT latest_snapshot_at, {LATEST}, latest_counters FROM server
 UNION ALL SELECT NULL, {GUARD_FAILED}, NULL WHERE %(expected)s::timestamptz IS NOT NULL AND NOT EXISTS (SELECT FROM guard)
@@ -210,7 +212,16 @@ def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime
     newest = rows[-1][0]
     params["newest_at"], params["newest_counters"] = newest.collected_at, _counters_json(_as_previous(newest))
     params["snap"] = _json_rows([{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows])
-    params["gpus"] = _json_rows([g for _, dev, _, _ in rows for g in dev["gpu"]])
+    # A GPU process keeps its workload's reference; the workload itself goes to its range, when
+    # the range needs writing (what this process wrote of it before is remembered).
+    gap = settings.MONITORING_RATE_MAX_GAP_SECONDS
+    processes, ranges = workloads.split_processes([(s.collected_at, dev["gpu"]) for s, dev, _, _ in rows], gap)
+    gpu_rows = [g for _, dev, _, _ in rows for g in dev["gpu"]]
+    params["gpus"] = _json_rows([{**g, "processes": p} for g, p in zip(gpu_rows, processes)])
+    sent = workloads.changes(
+        server_id, ranges, newest.collected_at, gap, settings.MONITORING_WORKLOAD_RESOLUTION_SECONDS
+    )
+    params["workloads"], params["workload_gap"] = _json_rows(sent), gap
     params["disks"] = _json_rows([d for _, dev, _, _ in rows for d in dev["disk"]])
     params["xids"] = _json_rows([x for _, dev, _, _ in rows for x in xid_rows(dev["gpu"])])
     params.update(_agent_params(agent))
@@ -223,6 +234,8 @@ def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime
             latest, held = at, _held(at, kept)
         else:
             written[at] = snapshot_id
+    if written and not failed:
+        workloads.written(server_id, ranges, sent, newest.collected_at, gap)
     return (None if failed else written), latest, held
 
 

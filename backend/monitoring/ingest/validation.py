@@ -64,6 +64,17 @@ def _check_gpus(gpus: list[dict[str, Any]]) -> None:
         for name in EVENT_FIELDS:
             for j, event in enumerate(gpu[name] or ()):
                 event["at"] = parse_timestamp(f"sample.gpus[{i}].{name}[{j}].at", event["at"])
+        for j, process in enumerate(gpu.get("processes") or ()):
+            if process["workload"] is not None:
+                _check_workload(f"sample.gpus[{i}].processes[{j}].workload", process["workload"])
+
+
+def _check_workload(path: str, workload: dict[str, Any]) -> None:
+    workload["id"] = workload["id"].strip()
+    if not workload["id"]:
+        _fail(f"{path}.id", "must not be empty")
+    if workload["labels"] is not None:
+        check_labels(workload["labels"], f"{path}.labels", schema.MAX_WORKLOAD_LABELS)
 
 
 def _check_disks(disks: list[dict[str, Any]]) -> None:
@@ -77,16 +88,18 @@ def _check_disks(disks: list[dict[str, Any]]) -> None:
         seen.add(device)
 
 
-def check_labels(value: dict[str, Any]) -> dict[str, str]:
-    if len(value) > schema.MAX_LABELS:
-        _fail("agent.labels", f"must have at most {schema.MAX_LABELS} entries")
+def check_labels(value: dict[str, Any], path: str = "agent.labels", most: int = schema.MAX_LABELS) -> dict[str, str]:
+    """Labels (the agent's, a workload's): at most `most` strings, keys of up to 64 characters and
+    values of up to 256."""
+    if len(value) > most:
+        _fail(path, f"must have at most {most} entries")
     for key, item in value.items():
         if len(key) > 64:
-            _fail("agent.labels key", "must be at most 64 characters")
+            _fail(f"{path} key", "must be at most 64 characters")
         if not isinstance(item, str):
-            _fail(f"agent.labels.{key}", "must be a string")
+            _fail(f"{path}.{key}", "must be a string")
         if len(item) > 256:
-            _fail(f"agent.labels.{key}", "must be at most 256 characters")
+            _fail(f"{path}.{key}", "must be at most 256 characters")
     return value
 
 

@@ -1,5 +1,8 @@
 """Retention per tier (raw, 1m, 1h), stored in the database and applied with drop_chunks.
 
+Workload ranges (monitoring/workloads/) follow the longest-kept tier: a range that ended before
+its cutoff goes with the chunks.
+
 Only whole chunks whose time range ends before the cutoff are dropped, so a policy of
 N days keeps at least N days. Raw rows are never dropped before they are rolled up:
 a raw policy must outlast MONITORING_TIER_LATE_DAYS (how far back late samples are
@@ -15,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .. import ingest
+from .. import ingest, workloads
 from ..models import SAMPLE_TABLES, RetentionPolicy
 from . import definitions as tiers
 
@@ -144,6 +147,9 @@ def apply(now: datetime | None = None, progress=None) -> list[Chunk]:
         _drop(chunk)
         if progress is not None:
             progress(chunk)
+    # Workload ranges are kept as long as the longest-kept tier, so that any window a tier still
+    # answers finds the workloads that ran in it.
+    workloads.prune((now or timezone.now()) - timedelta(days=max(policies().values())))
     return plan
 
 

@@ -3,7 +3,9 @@
     manage.py seed_history gpu-box-01 --days 30 --interval 2 --gpus 4 --disks 2 --gpu-model h100
 
 The history ends now. The server is created if it does not exist; a server that already
-has samples in the range is refused (seed a fresh slug instead).
+has samples in the range is refused (seed a fresh slug instead). Its GPU processes carry
+workloads (a Slurm job, a pod, a container, a bare process, of a few users), whose ranges are
+written as ingest would have written them.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 from tqdm import tqdm
 
-from monitoring import catalogue, ingest, tiers
+from monitoring import catalogue, ingest, tiers, workloads
 from monitoring.demo import GPU_MODELS, Generator, columns
-from monitoring.models import MonitoredServer, Snapshot
+from monitoring.models import MonitoredServer, Snapshot, Workload
 
 # Columns whose values go in as JSON (throttle reasons, processes).
 JSON_COLUMNS = {m.name for m in catalogue.METRICS if m.stored and m.sql == "jsonb"}
@@ -56,10 +59,10 @@ class Command(BaseCommand):
         )
         days = max(1, int(-(-opts["days"] // 1)))
         bar = tqdm(total=days, unit="day", desc=f"seeding {server.slug}", disable=opts["no_progress"], file=sys.stderr)
-        total, labels, day_start = 0, set(), start
+        total, labels, day_start, ranges = 0, set(), start, []
         while day_start < end:
             day_end = min(day_start + timedelta(days=1), end)
-            count, seen = self._load(generator, day_start, day_end)
+            count, seen = self._load(generator, day_start, day_end, ranges)
             total += count
             labels |= seen
             if tiers.installed_backend() == "rollup":
@@ -67,6 +70,7 @@ class Command(BaseCommand):
             day_start = day_end
             bar.update(1)
         bar.close()
+        self._store_ranges(server, ranges)
         if tiers.installed_backend() == "continuous":
             tiers.refresh(start - timedelta(hours=1), end)
         # Counted once here, off any request path; ingest and the classifier keep them from now on.
@@ -77,12 +81,16 @@ class Command(BaseCommand):
             f"({len(labels)} bottleneck labels); tiers are up to date."
         )
 
-    def _load(self, generator: Generator, start, end) -> tuple[int, set[str]]:
+    def _load(self, generator: Generator, start, end, ranges: list[dict]) -> tuple[int, set[str]]:
         rows = list(generator.rows(start, end))
+        # As ingest keeps them: each GPU process with its workload's reference, the workloads as ranges.
+        processes, found = workloads.split_processes([(row.at, row.gpus) for row in rows], _gap_seconds())
+        ranges += found
+        gpus = [{**gpu, "processes": kept} for gpu, kept in zip((g for row in rows for g in row.gpus), processes)]
         tables = {
             "monitoring_snapshot": [row.snapshot for row in rows],
             "monitoring_snapshotlabel": [row.label for row in rows],
-            "monitoring_gpusample": [gpu for row in rows for gpu in row.gpus],
+            "monitoring_gpusample": gpus,
             "monitoring_disksample": [disk for row in rows for disk in row.disks],
         }
         with transaction.atomic(), connection.cursor() as cursor:
@@ -94,3 +102,36 @@ class Command(BaseCommand):
                     for record in records:
                         copy.write_row([Jsonb(record[n]) if n in JSON_COLUMNS else record[n] for n in names])
         return len(rows), {row.phase.label for row in rows}
+
+    def _store_ranges(self, server: MonitoredServer, ranges: list[dict]) -> None:
+        """The workloads' ranges of every day loaded, those that go on from one day into the next
+        joined again."""
+        joined: dict[tuple[str, str], list[dict]] = {}
+        gap = timedelta(seconds=_gap_seconds())
+        for found in sorted(ranges, key=lambda r: r["first_seen"]):
+            kept = joined.setdefault((found["kind"], found["workload_id"]), [])
+            if kept and found["first_seen"] - kept[-1]["last_seen"] <= gap:
+                kept[-1]["last_seen"] = max(kept[-1]["last_seen"], found["last_seen"])
+                kept[-1]["gpus"] = sorted(set(kept[-1]["gpus"]) | set(found["gpus"]))
+            else:
+                kept.append(dict(found))
+        Workload.objects.bulk_create(
+            Workload(
+                server=server,
+                kind=r["kind"],
+                workload_id=r["workload_id"],
+                name=r["name"],
+                username=r["username"],
+                labels=r["labels"],
+                gpus=r["gpus"],
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+            )
+            for kept in joined.values()
+            for r in kept
+        )
+
+
+def _gap_seconds() -> float:
+    """A workload seen again after a longer gap is a new range, as ingest has it."""
+    return settings.MONITORING_RATE_MAX_GAP_SECONDS

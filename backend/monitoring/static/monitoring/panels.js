@@ -337,13 +337,33 @@
     return list.map((p) =>
       h(
         "div",
-        {},
+        { class: "proc" },
         p.pid +
           " " +
           (p.name || "?") +
           (p.user ? " (" + p.user + ")" : "") +
           (p.used_memory_bytes != null ? " · " + fmt.bytes(p.used_memory_bytes) : ""),
+        workload(p.workload),
       ),
+    );
+  }
+  /* Whose job a process is: the workload's kind, its name (else its id, a container's cut to 12
+     characters as docker shows it) and its user, as text; the title has the full id. */
+  const WORKLOAD_KINDS = { slurm: "Slurm job", kubernetes: "pod", container: "container", process: "process group" };
+  function workload(w) {
+    if (!w || !w.kind) return null;
+    const id = String(w.id == null ? "" : w.id);
+    const short = w.kind === "container" || w.kind === "kubernetes" ? id.slice(0, 12) : id;
+    const shown = w.kind === "process" ? id : w.name || short;
+    const prefix = WORKLOAD_KINDS[w.kind] || w.kind;
+    return h(
+      "div",
+      {
+        class: "muted workload",
+        "data-kind": w.kind,
+        title: prefix + " " + id + (w.name ? " (" + w.name + ")" : "") + (w.user ? ", user " + w.user : ""),
+      },
+      prefix + (w.kind === "slurm" && w.name ? " " + id + " " : " ") + shown + (w.user ? " · " + w.user : ""),
     );
   }
 
