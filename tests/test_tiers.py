@@ -246,3 +246,22 @@ def test_continuous_is_refused_on_the_apache_edition(settings):
         settings.MONITORING_TIER_BACKEND = "continuous"
         with pytest.raises(RuntimeError, match="needs TimescaleDB's Timescale-licensed edition"):
             frozen_tiers.resolve_backend(cursor)
+
+
+def test_aligned_pieces_never_take_a_bucket_the_window_cuts():
+    # The fleet report's last step: from midnight to 01:00, every tier final until later. The day's
+    # bucket reaches past the window, so the days' tier gives nothing and the hours cover it.
+    midnight, end = samples.utc(2026, 12, 5), samples.utc(2026, 12, 5, 1)
+    horizon = {tier: samples.utc(2026, 12, 7) for tier in tiers.ALL_TIERS}
+    assert tiers.split(horizon, "1d", midnight, end, align=True) == [("1h", midnight, end)]
+    # Cut mid-hour: the hours up to the cut, then minutes, then (past the minutes' horizon) raw rows.
+    horizon["1m"] = samples.utc(2026, 12, 5, 0, 30)
+    cut = samples.utc(2026, 12, 5, 0, 45)
+    assert tiers.split(horizon, "1d", midnight, cut, align=True) == [
+        ("1m", midnight, samples.utc(2026, 12, 5, 0, 30)),
+        ("raw", samples.utc(2026, 12, 5, 0, 30), cut),
+    ]
+    # Whole days stay the days' tier's.
+    assert tiers.split(horizon, "1d", midnight - timedelta(days=2), midnight, align=True) == [
+        ("1d", midnight - timedelta(days=2), midnight)
+    ]

@@ -305,7 +305,9 @@ def split(
                 done = min(done, horizon[finer])
         if done is None or done <= cursor:
             continue
-        upto = min(floor(done, WIDTH[tier]) if align else done, end)
+        # Aligned, a tier's piece ends on one of its bucket boundaries no later than `end` too: a
+        # bucket that `end` cuts is left to the finer tiers.
+        upto = floor(min(done, end), WIDTH[tier]) if align else min(done, end)
         if upto > cursor:
             pieces.append((tier, cursor, upto))
             cursor = upto
