@@ -173,7 +173,7 @@ def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datet
     caller's transaction or one of its own. A sample already stored, or twice in `samples`, is
     written once. Returns, per collected_at written now, (snapshot id, the echoed figures)."""
     unique = sorted({s.collected_at: s for s in reversed(samples)}.values(), key=lambda s: s.collected_at)
-    first = unique[0].collected_at
+    first, newest = unique[0].collected_at, _as_previous(unique[-1])
     known, asked = _newest.pop(server_id, None), False
     # No savepoint inside the caller's transaction: it would cost two round trips per request.
     with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
@@ -186,17 +186,16 @@ def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datet
             if known is not None and known.collected_at >= first:
                 known = None  # a late sample: what lies before it is in the database
             rows = _derive(cursor, server_id, unique, known)
-            written, latest, held = _write(cursor, server_id, rows, agent, now, known)
+            written, latest, held = _write(cursor, server_id, rows, agent, now, known, newest)
             if written is not None:
                 break
             # Another process wrote a newer sample since: the statement said which, once; after
             # that, read what is stored.
             known, asked = (held, True) if not asked else (None, True)
-    newest = unique[-1]
     if newest.collected_at in written and newest.collected_at == latest:
         if len(_newest) > 100_000:
             _newest.clear()
-        _newest[server_id] = _as_previous(newest)
+        _newest[server_id] = newest
     return {
         sample.collected_at: (written[sample.collected_at], _echo(sample.host, derived))
         for sample, _, derived, _ in rows
@@ -204,13 +203,14 @@ def store_samples(server_id: int, samples: list[Sample], agent: dict, now: datet
     }
 
 
-def _write(cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime, known: Previous | None):
+def _write(
+    cursor, server_id: int, rows: list[tuple], agent: dict, now: datetime, known: Previous | None, newest: Previous
+):
     """Run WRITE_SQL; returns ({collected_at: snapshot id} written, or None if `known` was no
     longer the server's newest and nothing was written; the server's newest sample after it; what
-    the server row holds of it)."""
+    the server row holds of it). `newest`: the counters of the newest sample in `rows`."""
     params = {"server": server_id, "now": now, "expected": known.collected_at if known else None}
-    newest = rows[-1][0]
-    params["newest_at"], params["newest_counters"] = newest.collected_at, _counters_json(_as_previous(newest))
+    params["newest_at"], params["newest_counters"] = newest.collected_at, _counters_json(newest)
     params["snap"] = _json_rows([{"collected_at": s.collected_at, **s.host, **d, "interval": i} for s, _, d, i in rows])
     # A GPU process keeps its workload's reference; the workload itself goes to its range, when
     # the range needs writing (what this process wrote of it before is remembered).
