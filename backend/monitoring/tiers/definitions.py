@@ -232,17 +232,20 @@ def installed_backend() -> str | None:
 # --- where each tier stops: the history query adds raw rows (or finer buckets) after it ---------
 
 
+# Where a continuous aggregate's materialized buckets end (null: nothing materialized), as a scalar
+# subquery on the view's name. In microseconds since 1970; before any refresh it is the smallest
+# time there is.
+WATERMARK_SQL = (
+    "(SELECT CASE WHEN w > 0 THEN _timescaledb_functions.to_timestamp(w) END FROM ("
+    "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) AS w "
+    "FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = {relation}) watermark)"
+)
+
+
 def watermark(cursor, relation: str) -> datetime | None:
     """Where a continuous aggregate's materialized buckets end (None: nothing materialized)."""
-    # In microseconds since 1970; before any refresh it is the smallest time there is.
-    cursor.execute(
-        "SELECT CASE WHEN w > 0 THEN _timescaledb_functions.to_timestamp(w) END FROM ("
-        "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) AS w "
-        "FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s) watermark",
-        [relation],
-    )
-    row = cursor.fetchone()
-    return row[0] if row else None
+    cursor.execute("SELECT " + WATERMARK_SQL.format(relation="%s"), [relation])
+    return cursor.fetchone()[0]
 
 
 def horizons(server_id: int | None, *read: Family) -> dict[str, datetime | None]:
@@ -264,20 +267,23 @@ def horizons(server_id: int | None, *read: Family) -> dict[str, datetime | None]
         for tier in read[0].tiers:
             relations = [family.relation(tier) for family in read if tier in family.tiers]
             # Each relation's newest bucket for the server (what came after it, not labelled yet,
-            # is read from raw rows) and its oldest dirty one, in one round trip.
-            newest = ", ".join(f"(SELECT max(bucket) FROM {relation} WHERE true{one})" for relation in relations)
+            # is read from raw rows), its watermark if it is a continuous aggregate, and the
+            # tier's oldest dirty bucket, in one round trip.
+            columns = [f"(SELECT max(bucket) FROM {relation} WHERE true{one})" for relation in relations]
+            if backend == "continuous":
+                columns += [WATERMARK_SQL.format(relation=f"'{relation}'") for relation in relations]
             cursor.execute(
-                f"SELECT (SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one}), {newest}",
+                f"SELECT (SELECT min(bucket) FROM monitoring_tierdirty WHERE tier = %(tier)s{one}), {', '.join(columns)}",
                 {"tier": tier, "server": server_id},
             )
-            oldest_dirty, *ends = cursor.fetchone()
+            oldest_dirty, *found = cursor.fetchone()
+            ends, marks = found[: len(relations)], found[len(relations) :] or [None] * len(relations)
             # A relation with no bucket for the server does not hold the others back: labels of
             # history older than the label rows live in the snapshots' relations (LEGACY_LABELS).
-            holding = [(relation, end) for relation, end in zip(relations, ends) if end is not None]
-            done = min(end for _, end in holding) + WIDTH[tier] if holding else None
+            holding = [(end, mark) for end, mark in zip(ends, marks) if end is not None]
+            done = min(end for end, _ in holding) + WIDTH[tier] if holding else None
             if backend == "continuous":
-                for relation, _ in holding:
-                    mark = watermark(cursor, relation)
+                for _, mark in holding:
                     done = min(done, mark) if mark is not None and done is not None else None
             # A dirty bucket (a late sample, a late label) is read from finer data until refreshed.
             if done is not None and oldest_dirty is not None:
